@@ -1,0 +1,725 @@
+/*
+ * main: the fusec command line (LANGUAGE.md §5). Reading this file top to bottom is reading
+ * what each subcommand does: read the spec, run the front-end stages (scan, parse, sema,
+ * build), then check, or bind weights and tensors and execute.
+ *
+ * Exit status: 0 success; 1 a problem in the user's input (spec, weights, tensors, files);
+ * 2 a usage error (unknown subcommand or option, malformed option value, unknown or missing
+ * --input/--output name, missing --entry). Only this file calls exit.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "ast.h"
+#include "ctx.h"
+#include "diag.h"
+#include "front.h"
+#include "fuse_rt.h"
+#include "graph.h"
+#include "interp.h"
+#include "source.h"
+#include "util.h"
+#include "weights.h"
+
+#define FUSEC_VERSION "0.1.0"
+
+enum { EXIT_OK = 0, EXIT_INPUT = 1, EXIT_USAGE = 2 };
+
+typedef enum Command { CMD_CHECK, CMD_RUN, CMD_EMIT_C, CMD_EMIT_LLVM, CMD_BENCH } Command;
+
+static const char *const command_names[] = {"check", "run", "emit-c", "emit-llvm", "bench"};
+
+/* An --input or --output argument: [NAME=]PATH. */
+typedef struct IoArg {
+    const char *name; /* NULL when not given */
+    const char *path;
+} IoArg;
+
+typedef struct Options {
+    Command cmd;
+    const char *file;
+    const char *entry;
+    const char *weights;
+    const char *prefix;
+    const char *backend;
+    const char *dump; /* tokens | ast | graph */
+    const char *out_path;
+    const char *header_path;
+    long threads;
+    long runs;
+    bool json;
+    bool random_inputs; /* run: fill inputs with deterministic random data */
+    DimOverride *dims;  /* owns */
+    size_t ndims;
+    IoArg *inputs; /* owns */
+    size_t ninputs;
+    IoArg *outputs; /* owns */
+    size_t noutputs;
+} Options;
+
+static void usage(FILE *out)
+{
+    fputs(
+        "usage:\n"
+        "  fusec check     FILE [--entry NAME] [--dim K=V[,K=V...]]... [--weights W.safetensors]\n"
+        "                       [--prefix P] [--dump=tokens|ast|graph]\n"
+        "  fusec run       FILE [same options] --input [NAME=]X.npy ... --output [NAME=]Y.npy ...\n"
+        "                       [--backend interp] [--threads N]\n"
+        "  fusec run       FILE [same options] --random-inputs [--output ...]\n"
+        "  fusec emit-c    FILE [same options] -o OUT.c [--header OUT.h]\n"
+        "  fusec emit-llvm FILE [same options] -o OUT.ll\n"
+        "  fusec bench     FILE [same options] [--backend ...] [--threads N] [--runs N] [--json]\n"
+        "  fusec --help | --version\n"
+        "\n"
+        "check prints the entry's inputs, outputs, parameters, FLOPs and bytes; with --weights it\n"
+        "also checks every weight key, dtype and shape. run computes the entry on .npy inputs\n"
+        "(random weights when --weights is not given) and writes .npy outputs.\n"
+        "Exit status: 0 success, 1 a problem in the input files, 2 a usage error.\n",
+        out);
+}
+
+/* A usage error: message, hint, and the status the caller returns. */
+static int usage_error(const char *fmt, ...) FUSE_PRINTF(1, 2);
+static int usage_error(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fputs("fusec: error: ", stderr);
+    vfprintf(stderr, fmt, ap);
+    fputs("\nTry 'fusec --help'.\n", stderr);
+    va_end(ap);
+    return EXIT_USAGE;
+}
+
+static bool is_identifier(const char *s, size_t n)
+{
+    if (n == 0 || !(s[0] == '_' || (s[0] >= 'A' && s[0] <= 'Z') || (s[0] >= 'a' && s[0] <= 'z')))
+        return false;
+    for (size_t i = 1; i < n; i++)
+        if (!(s[i] == '_' || (s[i] >= 'A' && s[i] <= 'Z') || (s[i] >= 'a' && s[i] <= 'z') ||
+              (s[i] >= '0' && s[i] <= '9')))
+            return false;
+    return true;
+}
+
+/* Parses "K=V[,K=V...]" into opt->dims. Returns an exit status. */
+static int parse_dims(Options *opt, char *text)
+{
+    for (char *item = text, *next; item; item = next) {
+        next = strchr(item, ',');
+        if (next)
+            *next++ = '\0';
+        char *eq = strchr(item, '=');
+        if (!eq || !is_identifier(item, (size_t)(eq - item)))
+            return usage_error("malformed --dim '%s': expected NAME=INTEGER", item);
+        *eq = '\0';
+        const char *value = eq + 1;
+        char *end;
+        errno = 0;
+        long long v = strtoll(value, &end, 10);
+        if (end == value || *end != '\0')
+            return usage_error("malformed --dim %s=%s: '%s' is not an integer", item, value, value);
+        if (errno == ERANGE) {
+            fprintf(stderr, "fusec: error: --dim %s=%s: value out of range\n", item, value);
+            return EXIT_INPUT;
+        }
+        opt->dims = xrealloc(opt->dims, (opt->ndims + 1) * sizeof(DimOverride));
+        opt->dims[opt->ndims].name = item;
+        opt->dims[opt->ndims].value = (int64_t)v;
+        opt->ndims++;
+    }
+    return EXIT_OK;
+}
+
+static void add_io(IoArg **list, size_t *n, const char *text)
+{
+    *list = xrealloc(*list, (*n + 1) * sizeof(IoArg));
+    IoArg *a = &(*list)[(*n)++];
+    const char *eq = strchr(text, '=');
+    if (eq && is_identifier(text, (size_t)(eq - text))) {
+        char *name = xmalloc((size_t)(eq - text) + 1);
+        memcpy(name, text, (size_t)(eq - text));
+        name[eq - text] = '\0';
+        a->name = name;
+        a->path = eq + 1;
+    } else {
+        a->name = NULL;
+        a->path = text;
+    }
+}
+
+static void options_free(Options *opt)
+{
+    free(opt->dims);
+    for (size_t i = 0; i < opt->ninputs; i++)
+        free((void *)(uintptr_t)opt->inputs[i].name);
+    for (size_t i = 0; i < opt->noutputs; i++)
+        free((void *)(uintptr_t)opt->outputs[i].name);
+    free(opt->inputs);
+    free(opt->outputs);
+}
+
+static int parse_long(const char *opt, const char *text, long min, long *out)
+{
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (end == text || *end != '\0' || errno == ERANGE || v < min)
+        return usage_error("malformed %s '%s': expected an integer >= %ld", opt, text, min);
+    *out = v;
+    return EXIT_OK;
+}
+
+/* Splits "--name=value" or takes the next argument. Returns NULL (after a usage error) if the
+ * value is missing. */
+static const char *option_value(int argc, char **argv, int *i, const char *name, char *arg)
+{
+    size_t n = strlen(name);
+    if (strncmp(arg, name, n) == 0 && arg[n] == '=')
+        return arg + n + 1;
+    if (*i + 1 >= argc) {
+        usage_error("option %s needs a value", name);
+        return NULL;
+    }
+    return argv[++*i];
+}
+
+static bool option_is(const char *arg, const char *name)
+{
+    size_t n = strlen(name);
+    return strncmp(arg, name, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
+}
+
+static int parse_args(int argc, char **argv, Options *opt)
+{
+    static const char *const value_options[] = {"--entry", "--dim",    "--weights", "--prefix",
+                                                "--input", "--output", "--backend", "--threads",
+                                                "--runs",  "--dump",   "--header",  "-o"};
+    const char *cmd = argv[1];
+    size_t c = 0;
+    while (c < countof(command_names) && strcmp(cmd, command_names[c]) != 0)
+        c++;
+    if (c == countof(command_names)) {
+        const char *near = closest_name(cmd, command_names, countof(command_names));
+        if (near)
+            return usage_error("unknown command '%s'; did you mean '%s'?", cmd, near);
+        return usage_error("unknown command '%s'", cmd);
+    }
+    opt->cmd = (Command)c;
+    opt->runs = 10;
+    for (int i = 2; i < argc; i++) {
+        char *arg = argv[i];
+        if (arg[0] != '-' || strcmp(arg, "-") == 0) {
+            if (opt->file)
+                return usage_error("unexpected argument '%s' (the spec is '%s')", arg, opt->file);
+            opt->file = arg;
+            continue;
+        }
+        if (strcmp(arg, "--json") == 0) {
+            opt->json = true;
+            continue;
+        }
+        if (strcmp(arg, "--random-inputs") == 0) {
+            opt->random_inputs = true;
+            continue;
+        }
+        size_t k = 0;
+        while (k < countof(value_options) && !option_is(arg, value_options[k]))
+            k++;
+        if (k == countof(value_options)) {
+            const char *eq = strchr(arg, '=');
+            size_t len = eq ? (size_t)(eq - arg) : strlen(arg);
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)(len < 63 ? len : 63), arg);
+            const char *near = closest_name(name, value_options, countof(value_options));
+            if (near)
+                return usage_error("unknown option '%s'; did you mean '%s'?", name, near);
+            return usage_error("unknown option '%s'", name);
+        }
+        const char *name = value_options[k];
+        const char *value = option_value(argc, argv, &i, name, arg);
+        if (!value)
+            return EXIT_USAGE;
+        int status = EXIT_OK;
+        if (strcmp(name, "--entry") == 0)
+            opt->entry = value;
+        else if (strcmp(name, "--dim") == 0)
+            status = parse_dims(opt, (char *)(uintptr_t)value);
+        else if (strcmp(name, "--weights") == 0)
+            opt->weights = value;
+        else if (strcmp(name, "--prefix") == 0)
+            opt->prefix = value;
+        else if (strcmp(name, "--input") == 0)
+            add_io(&opt->inputs, &opt->ninputs, value);
+        else if (strcmp(name, "--output") == 0)
+            add_io(&opt->outputs, &opt->noutputs, value);
+        else if (strcmp(name, "--backend") == 0)
+            opt->backend = value;
+        else if (strcmp(name, "--threads") == 0)
+            status = parse_long("--threads", value, 1, &opt->threads);
+        else if (strcmp(name, "--runs") == 0)
+            status = parse_long("--runs", value, 1, &opt->runs);
+        else if (strcmp(name, "--dump") == 0)
+            opt->dump = value;
+        else if (strcmp(name, "--header") == 0)
+            opt->header_path = value;
+        else
+            opt->out_path = value;
+        if (status != EXIT_OK)
+            return status;
+    }
+    if (!opt->file)
+        return usage_error("%s needs a spec file", command_names[opt->cmd]);
+    if (opt->dump && strcmp(opt->dump, "tokens") != 0 && strcmp(opt->dump, "ast") != 0 &&
+        strcmp(opt->dump, "graph") != 0)
+        return usage_error("unknown --dump '%s': expected tokens, ast or graph", opt->dump);
+    if (opt->backend && strcmp(opt->backend, "interp") != 0) {
+        if (strcmp(opt->backend, "c") == 0 || strcmp(opt->backend, "jit") == 0)
+            return usage_error("backend '%s' is not available in this build; use --backend interp",
+                               opt->backend);
+        return usage_error("unknown backend '%s': expected jit, c or interp", opt->backend);
+    }
+    if (opt->cmd != CMD_RUN && (opt->ninputs || opt->noutputs || opt->random_inputs))
+        return usage_error("--input, --output and --random-inputs belong to 'fusec run'");
+    if (opt->random_inputs && opt->ninputs)
+        return usage_error("--random-inputs and --input exclude each other");
+    return EXIT_OK;
+}
+
+/* Reads a whole file into a Source. Returns NULL after printing why. */
+static Source *read_spec(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "fusec: error: cannot read '%s': %s\n", path, strerror(errno));
+        return NULL;
+    }
+    StrBuf text = {0};
+    char buf[65536];
+    size_t n;
+    bool too_big = false;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
+        if (text.len + n > FUSE_MAX_SOURCE_BYTES) {
+            too_big = true;
+            break;
+        }
+        sb_append_n(&text, buf, n);
+    }
+    bool failed = ferror(f);
+    int err = errno;
+    fclose(f);
+    Source *src = NULL;
+    if (too_big)
+        fprintf(stderr, "fusec: error: '%s' is larger than %u bytes\n", path,
+                FUSE_MAX_SOURCE_BYTES);
+    else if (failed)
+        fprintf(stderr, "fusec: error: cannot read '%s': %s\n", path, strerror(err));
+    else
+        src = source_new(path, sb_str(&text), text.len);
+    sb_free(&text);
+    return src;
+}
+
+static uint32_t count_graphs(const Ast *ast)
+{
+    uint32_t n = 0;
+    for (const Decl *d = ast->decls; d; d = d->next)
+        n += d->kind == DECL_GRAPH;
+    return n;
+}
+
+static const Decl *find_graph(const Ast *ast, const char *name)
+{
+    for (const Decl *d = ast->decls; d; d = d->next)
+        if (d->kind == DECL_GRAPH && strcmp(d->fn.name, name) == 0)
+            return d;
+    return NULL;
+}
+
+/* The front end: parse, sema, build. Returns the graph, or NULL with *status set. */
+static Graph *compile(Ctx *cx, const Options *opt, int *status)
+{
+    *status = EXIT_INPUT;
+    if (opt->dump && strcmp(opt->dump, "tokens") == 0) {
+        bool ok = scan_dump_tokens(cx->src, cx->diag, stdout);
+        *status = ok ? EXIT_OK : EXIT_INPUT;
+        return NULL;
+    }
+    Ast *ast = parse_source(cx->src, cx->ast_arena, cx->diag);
+    if (!ast)
+        return NULL;
+    if (opt->dump && strcmp(opt->dump, "ast") == 0) {
+        ast_dump(ast, stdout);
+        *status = EXIT_OK;
+        return NULL;
+    }
+    if (!sema_check(cx, ast))
+        return NULL;
+    uint32_t ngraphs = count_graphs(ast);
+    if (ngraphs == 0) {
+        diag_report_file(cx->diag, DIAG_ERROR, cx->src->name,
+                         "no graph to %s: the file declares no 'graph'", command_names[opt->cmd]);
+        return NULL;
+    }
+    if (!opt->entry && ngraphs > 1) {
+        StrBuf names = {0};
+        for (const Decl *d = ast->decls; d; d = d->next)
+            if (d->kind == DECL_GRAPH)
+                sb_printf(&names, "%s%s", names.len ? ", " : "", d->fn.name);
+        *status = usage_error("%s has %u graphs (%s); choose one with --entry", cx->src->name,
+                              ngraphs, sb_str(&names));
+        sb_free(&names);
+        return NULL;
+    }
+    Graph *g = build_graph(cx, ast);
+    if (!g) {
+        /* build explains an --entry that names no graph; it is a usage error (status 2). */
+        if (opt->entry && !find_graph(ast, opt->entry))
+            *status = EXIT_USAGE;
+        return NULL;
+    }
+    if (cx->verify_each && !graph_verify(g, stderr))
+        fuse_panic(__FILE__, __LINE__, "graph invalid after build");
+    *status = EXIT_OK;
+    return g;
+}
+
+static void print_si(double v, const char *unit)
+{
+    if (v >= 1e9)
+        printf("%.3f G%s", v / 1e9, unit);
+    else if (v >= 1e6)
+        printf("%.3f M%s", v / 1e6, unit);
+    else if (v >= 1e3)
+        printf("%.3f k%s", v / 1e3, unit);
+    else
+        printf("%.0f %s", v, unit);
+}
+
+static void print_summary(const Graph *g)
+{
+    char shape[SHAPE_TEXT_MAX];
+    printf("graph %s\n", g->name);
+    printf("  inputs:\n");
+    for (uint32_t i = 0; i < g->ninputs; i++)
+        printf("    %s: f32%s\n", g->inputs[i]->attr.input.name,
+               shape_format(&g->inputs[i]->shape, shape, sizeof shape));
+    printf("  outputs:\n");
+    for (uint32_t i = 0; i < g->noutputs; i++)
+        printf("    %s: f32%s\n", g->output_names[i],
+               shape_format(&g->outputs[i]->shape, shape, sizeof shape));
+    double values = 0;
+    for (uint32_t i = 0; i < g->nparams; i++)
+        values += (double)shape_numel(&g->params[i]->shape);
+    printf("  parameters: %u (%.0f values)\n", g->nparams, values);
+    for (uint32_t i = 0; i < g->nparams; i++)
+        printf("    %s: f32%s\n", g->params[i]->attr.param.key,
+               shape_format(&g->params[i]->shape, shape, sizeof shape));
+    double flops = graph_flops(g), bytes = graph_bytes(g);
+    printf("  flops: %.0f (", flops);
+    print_si(flops, "FLOP");
+    printf(")\n  bytes: %.0f (", bytes);
+    print_si(bytes, "B");
+    printf(")\n");
+}
+
+/* Matches --input/--output arguments to the graph's names. slots[i] gets the argument for
+ * name i (or NULL). Returns an exit status. */
+static int match_io(const char *what, const IoArg *args, size_t nargs, const char *const *names,
+                    uint32_t nnames, const IoArg **slots, bool all_required)
+{
+    for (uint32_t i = 0; i < nnames; i++)
+        slots[i] = NULL;
+    for (size_t a = 0; a < nargs; a++) {
+        uint32_t at = nnames;
+        if (!args[a].name) {
+            if (nnames != 1)
+                return usage_error("--%s %s: the graph has %u %ss; write NAME=%s", what,
+                                   args[a].path, nnames, what, args[a].path);
+            at = 0;
+        } else {
+            for (uint32_t i = 0; i < nnames; i++)
+                if (strcmp(args[a].name, names[i]) == 0)
+                    at = i;
+        }
+        if (at == nnames) {
+            const char *near = closest_name(args[a].name, names, nnames);
+            if (near)
+                return usage_error("--%s %s=...: the graph has no %s named '%s'; did you mean "
+                                   "'%s'?",
+                                   what, args[a].name, what, args[a].name, near);
+            return usage_error("--%s %s=...: the graph has no %s named '%s'", what, args[a].name,
+                               what, args[a].name);
+        }
+        if (slots[at])
+            return usage_error("--%s '%s' given twice", what, names[at]);
+        slots[at] = &args[a];
+    }
+    for (uint32_t i = 0; all_required && i < nnames; i++)
+        if (!slots[i])
+            return usage_error("missing --%s %s=FILE.npy", what, names[i]);
+    return EXIT_OK;
+}
+
+/* Fills the inputs with deterministic values in [-1, 1) (--random-inputs). */
+static int random_inputs(const Graph *g, float **data)
+{
+    uint64_t state = 0x2545f4914f6cdd1dULL;
+    for (uint32_t i = 0; i < g->ninputs; i++) {
+        int64_t n = shape_numel(&g->inputs[i]->shape);
+        data[i] = fuse_rt_alloc((size_t)n * sizeof(float));
+        if (!data[i]) {
+            fprintf(stderr, "fusec: error: out of memory for input '%s'\n",
+                    g->inputs[i]->attr.input.name);
+            return EXIT_INPUT;
+        }
+        for (int64_t k = 0; k < n; k++) {
+            state ^= state << 13, state ^= state >> 7, state ^= state << 17; /* xorshift64 */
+            data[i][k] = (float)((double)(state >> 11) * 0x1.0p-52 - 1.0);
+        }
+    }
+    return EXIT_OK;
+}
+
+/* Reads the graph's inputs. Returns an exit status; buffers are freed by the caller. */
+static int read_inputs(const Graph *g, const IoArg *const *slots, float **data)
+{
+    char err[FUSE_RT_ERR_MAX];
+    for (uint32_t i = 0; i < g->ninputs; i++) {
+        const Node *in = g->inputs[i];
+        uint32_t rank;
+        int64_t shape[FUSE_RT_MAX_RANK];
+        if (fuse_rt_npy_read(slots[i]->path, &data[i], &rank, shape, err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            return EXIT_INPUT;
+        }
+        Shape got = {.rank = rank};
+        for (uint32_t d = 0; d < rank; d++)
+            got.dim[d] = shape[d];
+        if (!shape_equal(&got, &in->shape)) {
+            char want_text[SHAPE_TEXT_MAX], got_text[SHAPE_TEXT_MAX];
+            fprintf(stderr, "%s: error: input '%s' has shape %s; the graph declares f32%s\n",
+                    slots[i]->path, in->attr.input.name,
+                    shape_format(&got, got_text, sizeof got_text),
+                    shape_format(&in->shape, want_text, sizeof want_text));
+            return EXIT_INPUT;
+        }
+    }
+    return EXIT_OK;
+}
+
+/* Writes the requested outputs; on failure removes the ones already written, so that a failed
+ * run leaves no output behind. */
+static int write_outputs(const Graph *g, const IoArg *const *slots, float *const *data)
+{
+    char err[FUSE_RT_ERR_MAX];
+    for (uint32_t i = 0; i < g->noutputs; i++) {
+        if (!slots[i])
+            continue;
+        const Shape *s = &g->outputs[i]->shape;
+        if (fuse_rt_npy_write(slots[i]->path, data[i], s->rank, s->dim, err, sizeof err)) {
+            fprintf(stderr, "%s\n", err);
+            for (uint32_t j = 0; j < i; j++)
+                if (slots[j])
+                    unlink(slots[j]->path);
+            return EXIT_INPUT;
+        }
+    }
+    return EXIT_OK;
+}
+
+/* Weights: from the file, or deterministic random values (with a warning). */
+static int bind_weights(Ctx *cx, const Graph *g, const char *path, const float **data,
+                        float **owned, fuse_rt_safetensors **file)
+{
+    if (path) {
+        *file = weights_bind_file(cx, g, path, data);
+        return *file ? EXIT_OK : EXIT_INPUT;
+    }
+    if (g->nparams)
+        diag_report_file(cx->diag, DIAG_WARNING, NULL,
+                         "no --weights given: filling %u parameter%s with deterministic "
+                         "pseudo-random values",
+                         g->nparams, g->nparams == 1 ? "" : "s");
+    for (uint32_t i = 0; i < g->nparams; i++) {
+        size_t n = (size_t)shape_numel(&g->params[i]->shape);
+        owned[i] = fuse_rt_alloc(n * sizeof(float));
+        if (!owned[i]) {
+            fprintf(stderr, "fusec: error: out of memory for weight '%s'\n",
+                    g->params[i]->attr.param.key);
+            return EXIT_INPUT;
+        }
+        weights_fill_random(g->params[i], owned[i]);
+        data[i] = owned[i];
+    }
+    return EXIT_OK;
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* What `run` did, on stdout: the backend and time, and per output its shape, a few
+ * statistics and where it went. */
+static void print_run_report(const Graph *g, const Options *opt, const IoArg *const *slots,
+                             float *const *data, double elapsed_ms)
+{
+    char shape[SHAPE_TEXT_MAX];
+    printf("ran graph %s (%.3f GFLOP) with backend interp in %.1f ms%s\n", g->name,
+           graph_flops(g) / 1e9, elapsed_ms, opt->random_inputs ? " on random inputs" : "");
+    for (uint32_t i = 0; i < g->noutputs; i++) {
+        int64_t n = shape_numel(&g->outputs[i]->shape);
+        double lo = INFINITY, hi = -INFINITY, sum = 0;
+        for (int64_t k = 0; k < n; k++) {
+            double v = data[i][k];
+            lo = v < lo ? v : lo;
+            hi = v > hi ? v : hi;
+            sum += v;
+        }
+        printf("  %s: f32%s min %.6g max %.6g mean %.6g%s%s\n", g->output_names[i],
+               shape_format(&g->outputs[i]->shape, shape, sizeof shape), lo, hi, sum / (double)n,
+               slots[i] ? " -> " : "", slots[i] ? slots[i]->path : "");
+    }
+}
+
+static int run_graph(Ctx *cx, const Graph *g, const Options *opt)
+{
+    const char **in_names = xcalloc(g->ninputs + 1, sizeof(char *));
+    for (uint32_t i = 0; i < g->ninputs; i++)
+        in_names[i] = g->inputs[i]->attr.input.name;
+    const IoArg **in_slots = xcalloc(g->ninputs + 1, sizeof(IoArg *));
+    const IoArg **out_slots = xcalloc(g->noutputs + 1, sizeof(IoArg *));
+    const float **params = xcalloc(g->nparams + 1, sizeof(float *));
+    float **owned_params = xcalloc(g->nparams + 1, sizeof(float *));
+    float **inputs = xcalloc(g->ninputs + 1, sizeof(float *));
+    float **outputs = xcalloc(g->noutputs + 1, sizeof(float *));
+    fuse_rt_safetensors *file = NULL;
+
+    int status = match_io("input", opt->inputs, opt->ninputs, in_names, g->ninputs, in_slots,
+                          !opt->random_inputs);
+    if (status == EXIT_OK)
+        status = match_io("output", opt->outputs, opt->noutputs, g->output_names, g->noutputs,
+                          out_slots, false);
+    if (status == EXIT_OK)
+        status = bind_weights(cx, g, opt->weights, params, owned_params, &file);
+    if (status == EXIT_OK)
+        status = opt->random_inputs ? random_inputs(g, inputs) : read_inputs(g, in_slots, inputs);
+    for (uint32_t i = 0; status == EXIT_OK && i < g->noutputs; i++) {
+        size_t n = (size_t)shape_numel(&g->outputs[i]->shape);
+        outputs[i] = fuse_rt_alloc(n * sizeof(float));
+        if (!outputs[i]) {
+            fprintf(stderr, "fusec: error: out of memory for output '%s'\n", g->output_names[i]);
+            status = EXIT_INPUT;
+        }
+    }
+    double elapsed_ms = 0;
+    if (status == EXIT_OK) {
+        char err[256];
+        double t0 = now_ms();
+        if (!interp_run(g, params, (const float *const *)inputs, outputs, err, sizeof err)) {
+            fprintf(stderr, "fusec: error: %s\n", err);
+            status = EXIT_INPUT;
+        }
+        elapsed_ms = now_ms() - t0;
+    }
+    if (status == EXIT_OK)
+        status = write_outputs(g, out_slots, outputs);
+    if (status == EXIT_OK)
+        print_run_report(g, opt, out_slots, outputs, elapsed_ms);
+
+    for (uint32_t i = 0; i < g->ninputs; i++)
+        fuse_rt_free(inputs[i]);
+    for (uint32_t i = 0; i < g->noutputs; i++)
+        fuse_rt_free(outputs[i]);
+    for (uint32_t i = 0; i < g->nparams; i++)
+        fuse_rt_free(owned_params[i]);
+    if (file)
+        fuse_rt_safetensors_close(file);
+    free(in_names);
+    free(in_slots);
+    free(out_slots);
+    free(params);
+    free(owned_params);
+    free(inputs);
+    free(outputs);
+    return status;
+}
+
+static int check_weights(Ctx *cx, const Graph *g, const char *path)
+{
+    const float **data = xcalloc(g->nparams + 1, sizeof(float *));
+    fuse_rt_safetensors *file = weights_bind_file(cx, g, path, data);
+    free(data);
+    if (!file)
+        return EXIT_INPUT;
+    fuse_rt_safetensors_close(file);
+    printf("  weights: %s: all %u keys present with the right dtype and shape\n", path, g->nparams);
+    return EXIT_OK;
+}
+
+static int run_command(const Options *opt)
+{
+    if (opt->cmd == CMD_EMIT_C || opt->cmd == CMD_EMIT_LLVM || opt->cmd == CMD_BENCH)
+        return usage_error("'%s' is not available in this build yet", command_names[opt->cmd]);
+    Source *src = read_spec(opt->file);
+    if (!src)
+        return EXIT_INPUT;
+    Diag diag;
+    diag_init(&diag, src, stderr);
+    Ctx cx;
+    ctx_init(&cx, src, &diag);
+    cx.entry = opt->entry;
+    cx.prefix = opt->prefix;
+    cx.dims = opt->dims;
+    cx.ndims = opt->ndims;
+
+    int status;
+    Graph *g = compile(&cx, opt, &status);
+    if (g && opt->dump)
+        graph_dump(g, stdout);
+    else if (g && opt->cmd == CMD_CHECK) {
+        print_summary(g);
+        if (opt->weights)
+            status = check_weights(&cx, g, opt->weights);
+    } else if (g && opt->cmd == CMD_RUN)
+        status = run_graph(&cx, g, opt);
+    if (status == EXIT_OK && diag_has_errors(&diag))
+        status = EXIT_INPUT;
+    ctx_free(&cx);
+    source_free(src);
+    return status;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
+        strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return EXIT_OK;
+    }
+    if (strcmp(argv[1], "--version") == 0) {
+        printf("fusec %s (.fuse language 1, runtime ABI %d)\n", FUSEC_VERSION, FUSE_RT_ABI_VERSION);
+        return EXIT_OK;
+    }
+    Options opt = {0};
+    int status = parse_args(argc, argv, &opt);
+    if (status == EXIT_OK)
+        status = run_command(&opt);
+    options_free(&opt);
+    return status;
+}
