@@ -3,6 +3,8 @@
  */
 #include "diag.h"
 
+#include <string.h>
+
 static const char *const level_names[] = {"error", "warning", "note"};
 
 void diag_init(Diag *d, const Source *src, FILE *out)
@@ -86,4 +88,12 @@ void diag_report_file(Diag *d, DiagLevel lvl, const char *file, const char *fmt,
     vfprintf(d->out, fmt, ap);
     fputc('\n', d->out);
     va_end(ap);
+}
+
+void diag_report_runtime(Diag *d, DiagLevel lvl, const char *file, const char *message)
+{
+    size_t n = strlen(file);
+    if (strncmp(message, file, n) == 0 && message[n] == ':' && message[n + 1] == ' ')
+        message += n + 2;
+    diag_report_file(d, lvl, file, "%s", message);
 }

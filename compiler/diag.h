@@ -38,6 +38,10 @@ void diag_vreport(Diag *d, DiagLevel lvl, Span at, const char *fmt, va_list ap) 
 void diag_report_file(Diag *d, DiagLevel lvl, const char *file, const char *fmt, ...)
     FUSE_PRINTF(4, 5);
 
+/* A message from the runtime, which starts with "FILE: " when it names a file, printed as
+ * `FILE: error: rest` (so every input-file problem has the same form). */
+void diag_report_runtime(Diag *d, DiagLevel lvl, const char *file, const char *message);
+
 static inline bool diag_has_errors(const Diag *d)
 {
     return d->nerrors > 0;

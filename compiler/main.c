@@ -490,7 +490,7 @@ static int random_inputs(const Graph *g, float **data)
 }
 
 /* Reads the graph's inputs. Returns an exit status; buffers are freed by the caller. */
-static int read_inputs(const Graph *g, const IoArg *const *slots, float **data)
+static int read_inputs(Ctx *cx, const Graph *g, const IoArg *const *slots, float **data)
 {
     char err[FUSE_RT_ERR_MAX];
     for (uint32_t i = 0; i < g->ninputs; i++) {
@@ -498,7 +498,7 @@ static int read_inputs(const Graph *g, const IoArg *const *slots, float **data)
         uint32_t rank;
         int64_t shape[FUSE_RT_MAX_RANK];
         if (fuse_rt_npy_read(slots[i]->path, &data[i], &rank, shape, err, sizeof err)) {
-            fprintf(stderr, "%s\n", err);
+            diag_report_runtime(cx->diag, DIAG_ERROR, slots[i]->path, err);
             return EXIT_INPUT;
         }
         Shape got = {.rank = rank};
@@ -506,10 +506,10 @@ static int read_inputs(const Graph *g, const IoArg *const *slots, float **data)
             got.dim[d] = shape[d];
         if (!shape_equal(&got, &in->shape)) {
             char want_text[SHAPE_TEXT_MAX], got_text[SHAPE_TEXT_MAX];
-            fprintf(stderr, "%s: error: input '%s' has shape %s; the graph declares f32%s\n",
-                    slots[i]->path, in->attr.input.name,
-                    shape_format(&got, got_text, sizeof got_text),
-                    shape_format(&in->shape, want_text, sizeof want_text));
+            diag_report_file(cx->diag, DIAG_ERROR, slots[i]->path,
+                             "input '%s' has shape %s; the graph declares f32%s",
+                             in->attr.input.name, shape_format(&got, got_text, sizeof got_text),
+                             shape_format(&in->shape, want_text, sizeof want_text));
             return EXIT_INPUT;
         }
     }
@@ -518,7 +518,7 @@ static int read_inputs(const Graph *g, const IoArg *const *slots, float **data)
 
 /* Writes the requested outputs; on failure removes the ones already written, so that a failed
  * run leaves no output behind. */
-static int write_outputs(const Graph *g, const IoArg *const *slots, float *const *data)
+static int write_outputs(Ctx *cx, const Graph *g, const IoArg *const *slots, float *const *data)
 {
     char err[FUSE_RT_ERR_MAX];
     for (uint32_t i = 0; i < g->noutputs; i++) {
@@ -526,7 +526,7 @@ static int write_outputs(const Graph *g, const IoArg *const *slots, float *const
             continue;
         const Shape *s = &g->outputs[i]->shape;
         if (fuse_rt_npy_write(slots[i]->path, data[i], s->rank, s->dim, err, sizeof err)) {
-            fprintf(stderr, "%s\n", err);
+            diag_report_runtime(cx->diag, DIAG_ERROR, slots[i]->path, err);
             for (uint32_t j = 0; j < i; j++)
                 if (slots[j])
                     unlink(slots[j]->path);
@@ -614,7 +614,8 @@ static int run_graph(Ctx *cx, const Graph *g, const Options *opt)
     if (status == EXIT_OK)
         status = bind_weights(cx, g, opt->weights, params, owned_params, &file);
     if (status == EXIT_OK)
-        status = opt->random_inputs ? random_inputs(g, inputs) : read_inputs(g, in_slots, inputs);
+        status =
+            opt->random_inputs ? random_inputs(g, inputs) : read_inputs(cx, g, in_slots, inputs);
     for (uint32_t i = 0; status == EXIT_OK && i < g->noutputs; i++) {
         size_t n = (size_t)shape_numel(&g->outputs[i]->shape);
         outputs[i] = fuse_rt_alloc(n * sizeof(float));
@@ -634,7 +635,7 @@ static int run_graph(Ctx *cx, const Graph *g, const Options *opt)
         elapsed_ms = now_ms() - t0;
     }
     if (status == EXIT_OK)
-        status = write_outputs(g, out_slots, outputs);
+        status = write_outputs(cx, g, out_slots, outputs);
     if (status == EXIT_OK)
         print_run_report(g, opt, out_slots, outputs, elapsed_ms);
 

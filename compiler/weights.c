@@ -91,7 +91,7 @@ fuse_rt_safetensors *weights_bind_file(Ctx *cx, const Graph *g, const char *path
     char err[FUSE_RT_ERR_MAX];
     fuse_rt_safetensors *st = NULL;
     if (fuse_rt_safetensors_open(path, &st, err, sizeof err) != FUSE_RT_OK) {
-        diag_report_file(cx->diag, DIAG_ERROR, NULL, "%s", err);
+        diag_report_runtime(cx->diag, DIAG_ERROR, path, err);
         return NULL;
     }
     bool ok = true;

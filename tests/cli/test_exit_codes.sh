@@ -69,6 +69,7 @@ expect 1 "out of range" -- check "$tmp/one.fuse" --dim H=99999999999999999999999
 expect 0 "" -- check "$tmp/one.fuse" --dim H=7
 expect 2 "choose one with --entry" -- check "$tmp/two.fuse"
 expect 0 "" -- check "$tmp/two.fuse" --entry b
+expect 2 "no graph named 'c'" -- check "$tmp/two.fuse" --entry c
 expect 2 "unknown --dump" -- check "$tmp/one.fuse" --dump=loops
 expect 2 "unknown backend" -- run "$tmp/one.fuse" --backend cuda --random-inputs
 
@@ -84,7 +85,7 @@ expect 1 "has shape \[2,4\]; the graph declares f32\[2,7\]" -- \
     run "$tmp/one.fuse" --dim H=7 --input "$tmp/y.npy" --output "$tmp/w.npy"
 [ ! -e "$tmp/w.npy" ] || { echo "FAIL: a failed run left w.npy"; failures=$((failures + 1)); }
 expect 1 "" -- run "$tmp/one.fuse" --input "$tmp/missing.npy"
-expect 1 "" -- run "$tmp/one.fuse" --input "$tmp/one.fuse"
+expect 1 "one.fuse: error: not a .npy file" -- run "$tmp/one.fuse" --input "$tmp/one.fuse"
 expect 1 "" -- run "$tmp/one.fuse" --input "$tmp/y.npy" --output "$tmp/no/such/dir/y.npy"
 expect 1 "cannot read\|No such file\|open" -- check "$tmp/conv.fuse" --weights "$tmp/none.safetensors"
 expect 1 "" -- check "$tmp/conv.fuse" --weights "$tmp/one.fuse"
