@@ -104,6 +104,90 @@ void *fuse_rt_alloc(size_t size);
 /* Releases a block from fuse_rt_alloc (or one the runtime documents as such); NULL is a no-op. */
 void fuse_rt_free(void *p);
 
+/* ---- thread pool ---- */
+
+typedef struct fuse_rt_pool fuse_rt_pool;
+
+/* A persistent pool of `threads` workers (the calling thread counts as one of them, so
+ * threads == 1 starts none). Owns: the caller; release with fuse_rt_pool_destroy. */
+int fuse_rt_pool_create(int threads, fuse_rt_pool **out, char *err, size_t errlen);
+void fuse_rt_pool_destroy(fuse_rt_pool *pool);
+/* Number of threads of the pool; 1 for NULL. */
+int fuse_rt_pool_threads(const fuse_rt_pool *pool);
+
+/* Body of a parallel loop: runs iterations [begin, end) on thread `thread` (0-based, below
+ * fuse_rt_pool_threads). */
+typedef void (*fuse_rt_task)(void *ctx, int64_t begin, int64_t end, int thread);
+
+/* Runs fn over [0, n) split into static contiguous chunks, chunk t = [t*n/T, (t+1)*n/T) on
+ * thread t of T, and returns when all are done. The partition depends only on n and T, so a
+ * kernel whose chunks are independent gives bit-identical results at any thread count. With
+ * pool == NULL it calls fn(ctx, 0, n, 0) on the caller. n <= 0 runs nothing; empty chunks
+ * are skipped. Not reentrant: one parallel_for per
+ * pool at a time, and never from inside a task. */
+void fuse_rt_parallel_for(fuse_rt_pool *pool, int64_t n, fuse_rt_task fn, void *ctx);
+
+/* ---- compiled kernels: the API shared by build-time (emit-c) and JIT kernels ---- */
+
+/* A weight handed to create(): an f32 tensor the caller owns, contiguous, row-major. */
+typedef struct fuse_rt_weight {
+    const char *key;
+    const float *data;
+    uint32_t rank;
+    const int64_t *shape;
+} fuse_rt_weight;
+
+/* A named tensor of a kernel's signature (an input, an output, or a parameter by its key). */
+typedef struct fuse_rt_tensor_desc {
+    const char *name;
+    uint32_t rank;
+    int64_t shape[FUSE_RT_MAX_RANK];
+} fuse_rt_tensor_desc;
+
+typedef struct fuse_rt_kernel fuse_rt_kernel; /* an instance: prepared weights + scratch */
+
+/* Everything a program needs to use a compiled graph. Generated C defines one per graph as
+ * `const fuse_rt_kernel_info fuse_k_<graph>_info`; the JIT returns the same structure, so a
+ * program moves between the two by changing the one line that obtains it. */
+typedef struct fuse_rt_kernel_info {
+    uint32_t abi_version; /* FUSE_RT_ABI_VERSION */
+    const char *name;     /* the graph's name */
+    uint32_t ninputs, noutputs, nparams;
+    const fuse_rt_tensor_desc *inputs;  /* in the graph's order */
+    const fuse_rt_tensor_desc *outputs; /* in the graph's order */
+    const fuse_rt_tensor_desc *params;  /* name = safetensors key, what create() needs */
+    double flops;                       /* of the graph as written (LANGUAGE.md section 5) */
+    double bytes;                       /* each input, output and weight once */
+    int64_t scratch_bytes; /* per instance, per-thread buffers for the pool's threads excluded */
+    int64_t thread_scratch_bytes; /* per thread */
+    int64_t prepared_bytes;       /* weights as prepared by create() */
+    /* Binds weights (every params[i] key must be in the table, f32, with that shape; extra
+     * entries are ignored), prepares them (folding, packing), copies what it keeps, and
+     * allocates scratch. The instance borrows nothing afterwards except `pool` (NULL: single
+     * threaded), which must outlive it. */
+    int (*create)(const fuse_rt_weight *weights, size_t nweights, fuse_rt_pool *pool,
+                  fuse_rt_kernel **out, char *err, size_t errlen);
+    /* Computes the outputs. Buffers are contiguous f32 in the graph's shapes; inputs and
+     * outputs must not overlap. One instance per concurrent caller. */
+    int (*run)(fuse_rt_kernel *k, const float *const *inputs, float *const *outputs, char *err,
+               size_t errlen);
+    void (*destroy)(fuse_rt_kernel *k);
+} fuse_rt_kernel_info;
+
+/* Finds each of info's params in the table and checks its shape; on success data[i] points at
+ * params[i]'s values. A key the kernel needs that is missing, has another shape, or appears
+ * twice in the table is an error (FUSE_RT_EINVAL); entries it does not need are ignored.
+ * Used by generated create() functions. */
+int fuse_rt_bind_weights(const fuse_rt_kernel_info *info, const fuse_rt_weight *weights,
+                         size_t nweights, const float **data, char *err, size_t errlen);
+
+/* create() with weights from a safetensors file: keys are looked up as prefix + params[i].name
+ * (a '.' is inserted after a non-empty prefix that lacks one). The file is closed before this
+ * returns. */
+int fuse_rt_kernel_create_from_file(const fuse_rt_kernel_info *info, const char *path,
+                                    const char *prefix, fuse_rt_pool *pool, fuse_rt_kernel **out,
+                                    char *err, size_t errlen);
+
 #ifdef __cplusplus
 }
 #endif
