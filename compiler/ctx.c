@@ -14,6 +14,7 @@ void ctx_init(Ctx *cx, const Source *src, Diag *diag)
     cx->diag = diag;
     cx->ast_arena = arena_new(0);
     cx->graph_arena = arena_new(0);
+    cx->loop_arena = arena_new(0);
     cx->verify_each = true;
 }
 
@@ -21,5 +22,6 @@ void ctx_free(Ctx *cx)
 {
     arena_free(cx->ast_arena);
     arena_free(cx->graph_arena);
-    cx->ast_arena = cx->graph_arena = NULL;
+    arena_free(cx->loop_arena);
+    cx->ast_arena = cx->graph_arena = cx->loop_arena = NULL;
 }

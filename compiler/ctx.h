@@ -25,6 +25,7 @@ typedef struct Ctx {
     const Source *src;  /* borrowed: the spec */
     Arena *ast_arena;   /* owns (ctx_free): the AST */
     Arena *graph_arena; /* owns (ctx_free): the graph IR */
+    Arena *loop_arena;  /* owns (ctx_free): the loop IR */
     /* Options. */
     const char *entry;       /* graph to build; NULL: the only graph of the file */
     const char *prefix;      /* weight key prefix (LANGUAGE.md §4); NULL or "" for none */

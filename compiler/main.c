@@ -7,10 +7,12 @@
  * 2 a usage error (unknown subcommand or option, malformed option value, unknown or missing
  * --input/--output name, missing --entry). Only this file calls exit.
  */
+#define _GNU_SOURCE /* sched_getaffinity: the CPUs this process may use */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,12 +21,15 @@
 
 #include "arena.h"
 #include "ast.h"
+#include "backend_c.h"
 #include "ctx.h"
 #include "diag.h"
 #include "front.h"
 #include "fuse_rt.h"
 #include "graph.h"
 #include "interp.h"
+#include "loop.h"
+#include "schedule.h"
 #include "source.h"
 #include "util.h"
 #include "weights.h"
@@ -57,6 +62,8 @@ typedef struct Options {
     long runs;
     bool json;
     bool random_inputs; /* run: fill inputs with deterministic random data */
+    bool bounds_checks; /* generated code checks every index (testing) */
+    long vector_width;  /* f32 lanes of generated vectors; 0: the host's */
     DimOverride *dims;  /* owns */
     size_t ndims;
     IoArg *inputs; /* owns */
@@ -70,9 +77,9 @@ static void usage(FILE *out)
     fputs(
         "usage:\n"
         "  fusec check     FILE [--entry NAME] [--dim K=V[,K=V...]]... [--weights W.safetensors]\n"
-        "                       [--prefix P] [--dump=tokens|ast|graph]\n"
+        "                       [--prefix P] [--dump=tokens|ast|graph|loops]\n"
         "  fusec run       FILE [same options] --input [NAME=]X.npy ... --output [NAME=]Y.npy ...\n"
-        "                       [--backend interp] [--threads N]\n"
+        "                       [--backend c|interp] [--threads N]\n"
         "  fusec run       FILE [same options] --random-inputs [--output ...]\n"
         "  fusec emit-c    FILE [same options] -o OUT.c [--header OUT.h]\n"
         "  fusec emit-llvm FILE [same options] -o OUT.ll\n"
@@ -81,7 +88,10 @@ static void usage(FILE *out)
         "\n"
         "check prints the entry's inputs, outputs, parameters, FLOPs and bytes; with --weights it\n"
         "also checks every weight key, dtype and shape. run computes the entry on .npy inputs\n"
-        "(random weights when --weights is not given) and writes .npy outputs.\n"
+        "(random weights when --weights is not given) and writes .npy outputs. emit-c writes the\n"
+        "kernel as C, with its header and fuse_rt.h, for a program to compile in.\n"
+        "Code generation: --vector-width 4|8|16 (default: the host's widest), --bounds-checks\n"
+        "(generated code checks every index; for testing).\n"
         "Exit status: 0 success, 1 a problem in the input files, 2 a usage error.\n",
         out);
 }
@@ -200,9 +210,9 @@ static bool option_is(const char *arg, const char *name)
 
 static int parse_args(int argc, char **argv, Options *opt)
 {
-    static const char *const value_options[] = {"--entry", "--dim",    "--weights", "--prefix",
-                                                "--input", "--output", "--backend", "--threads",
-                                                "--runs",  "--dump",   "--header",  "-o"};
+    static const char *const value_options[] = {
+        "--entry",   "--dim",  "--weights", "--prefix", "--input", "--output",      "--backend",
+        "--threads", "--runs", "--dump",    "--header", "-o",      "--vector-width"};
     const char *cmd = argv[1];
     size_t c = 0;
     while (c < countof(command_names) && strcmp(cmd, command_names[c]) != 0)
@@ -229,6 +239,10 @@ static int parse_args(int argc, char **argv, Options *opt)
         }
         if (strcmp(arg, "--random-inputs") == 0) {
             opt->random_inputs = true;
+            continue;
+        }
+        if (strcmp(arg, "--bounds-checks") == 0) {
+            opt->bounds_checks = true;
             continue;
         }
         size_t k = 0;
@@ -271,6 +285,8 @@ static int parse_args(int argc, char **argv, Options *opt)
             opt->dump = value;
         else if (strcmp(name, "--header") == 0)
             opt->header_path = value;
+        else if (strcmp(name, "--vector-width") == 0)
+            status = parse_long("--vector-width", value, 1, &opt->vector_width);
         else
             opt->out_path = value;
         if (status != EXIT_OK)
@@ -279,14 +295,20 @@ static int parse_args(int argc, char **argv, Options *opt)
     if (!opt->file)
         return usage_error("%s needs a spec file", command_names[opt->cmd]);
     if (opt->dump && strcmp(opt->dump, "tokens") != 0 && strcmp(opt->dump, "ast") != 0 &&
-        strcmp(opt->dump, "graph") != 0)
-        return usage_error("unknown --dump '%s': expected tokens, ast or graph", opt->dump);
-    if (opt->backend && strcmp(opt->backend, "interp") != 0) {
-        if (strcmp(opt->backend, "c") == 0 || strcmp(opt->backend, "jit") == 0)
-            return usage_error("backend '%s' is not available in this build; use --backend interp",
-                               opt->backend);
+        strcmp(opt->dump, "graph") != 0 && strcmp(opt->dump, "loops") != 0)
+        return usage_error("unknown --dump '%s': expected tokens, ast, graph or loops", opt->dump);
+    if (!opt->backend)
+        opt->backend = "c"; /* TODO(#4): jit in a build with LLVM */
+    if (strcmp(opt->backend, "interp") != 0 && strcmp(opt->backend, "c") != 0) {
+        if (strcmp(opt->backend, "jit") == 0)
+            return usage_error("backend 'jit' is not available in this build; use c or interp");
         return usage_error("unknown backend '%s': expected jit, c or interp", opt->backend);
     }
+    if (opt->vector_width && opt->vector_width != 4 && opt->vector_width != 8 &&
+        opt->vector_width != 16)
+        return usage_error("--vector-width %ld: expected 4, 8 or 16", opt->vector_width);
+    if (opt->cmd == CMD_EMIT_C && !opt->out_path)
+        return usage_error("emit-c needs -o OUT.c");
     if (opt->cmd != CMD_RUN && (opt->ninputs || opt->noutputs || opt->random_inputs))
         return usage_error("--input, --output and --random-inputs belong to 'fusec run'");
     if (opt->random_inputs && opt->ninputs)
@@ -576,8 +598,9 @@ static void print_run_report(const Graph *g, const Options *opt, const IoArg *co
                              float *const *data, double elapsed_ms)
 {
     char shape[SHAPE_TEXT_MAX];
-    printf("ran graph %s (%.3f GFLOP) with backend interp in %.1f ms%s\n", g->name,
-           graph_flops(g) / 1e9, elapsed_ms, opt->random_inputs ? " on random inputs" : "");
+    printf("ran graph %s (%.3f GFLOP) with backend %s in %.1f ms%s\n", g->name,
+           graph_flops(g) / 1e9, opt->backend, elapsed_ms,
+           opt->random_inputs ? " on random inputs" : "");
     for (uint32_t i = 0; i < g->noutputs; i++) {
         int64_t n = shape_numel(&g->outputs[i]->shape);
         double lo = INFINITY, hi = -INFINITY, sum = 0;
@@ -591,6 +614,106 @@ static void print_run_report(const Graph *g, const Options *opt, const IoArg *co
                shape_format(&g->outputs[i]->shape, shape, sizeof shape), lo, hi, sum / (double)n,
                slots[i] ? " -> " : "", slots[i] ? slots[i]->path : "");
     }
+}
+
+/* The number of CPUs this process may run on (the --threads default). */
+static long available_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
+}
+
+static uint32_t vector_lanes(const Options *opt)
+{
+    return opt->vector_width ? (uint32_t)opt->vector_width : backend_c_host_vector_lanes();
+}
+
+/* Lowers g to loop IR; the verifier runs after lowering (a failure is our bug). */
+static LoopProgram *lower(Ctx *cx, const Graph *g, const Options *opt)
+{
+    LoopProgram *p = schedule_graph(cx, g, vector_lanes(opt));
+    if (p && !loop_verify(p, stderr))
+        fuse_panic(__FILE__, __LINE__, "loop IR invalid after schedule");
+    return p;
+}
+
+/* Runs g with the C backend: generate, compile, load, create, run once (timed), destroy. */
+static int execute_c(Ctx *cx, const Graph *g, const Options *opt, const float **params,
+                     const float *const *inputs, float *const *outputs, double *elapsed_ms)
+{
+    LoopProgram *p = lower(cx, g, opt);
+    CKernel kernel;
+    if (!p || !backend_c_load(cx, p, opt->bounds_checks, &kernel))
+        return EXIT_INPUT;
+    fuse_rt_weight *weights = xcalloc(g->nparams + 1, sizeof(fuse_rt_weight));
+    for (uint32_t i = 0; i < g->nparams; i++) {
+        const Node *param = g->params[i];
+        weights[i] =
+            (fuse_rt_weight){param->attr.param.key, params[i], param->shape.rank, param->shape.dim};
+    }
+    char err[FUSE_RT_ERR_MAX] = "";
+    fuse_rt_pool *pool = NULL;
+    fuse_rt_kernel *k = NULL;
+    long threads = opt->threads ? opt->threads : available_cpus();
+    int rc = threads > 1 ? fuse_rt_pool_create((int)threads, &pool, err, sizeof err) : FUSE_RT_OK;
+    if (rc == FUSE_RT_OK)
+        rc = kernel.info->create(weights, g->nparams, pool, &k, err, sizeof err);
+    if (rc == FUSE_RT_OK) {
+        double t0 = now_ms();
+        rc = kernel.info->run(k, inputs, outputs, err, sizeof err);
+        *elapsed_ms = now_ms() - t0;
+    }
+    if (rc != FUSE_RT_OK)
+        diag_report_file(cx->diag, DIAG_ERROR, NULL, "%s", err);
+    if (k)
+        kernel.info->destroy(k);
+    fuse_rt_pool_destroy(pool);
+    backend_c_unload(&kernel);
+    free(weights);
+    return rc == FUSE_RT_OK ? EXIT_OK : EXIT_INPUT;
+}
+
+/* Computes g's outputs with the chosen backend. */
+static int execute(Ctx *cx, const Graph *g, const Options *opt, const float **params,
+                   const float *const *inputs, float *const *outputs, double *elapsed_ms)
+{
+    if (strcmp(opt->backend, "c") == 0)
+        return execute_c(cx, g, opt, params, inputs, outputs, elapsed_ms);
+    char err[256];
+    double t0 = now_ms();
+    bool ok = interp_run(g, params, inputs, outputs, err, sizeof err);
+    *elapsed_ms = now_ms() - t0;
+    if (!ok) {
+        diag_report_file(cx->diag, DIAG_ERROR, NULL, "%s", err);
+        return EXIT_INPUT;
+    }
+    return EXIT_OK;
+}
+
+/* emit-c: the kernel's C source and header (default: OUT.c with .h), and fuse_rt.h beside
+ * the header. */
+static int emit_c(Ctx *cx, const Graph *g, const Options *opt)
+{
+    LoopProgram *p = lower(cx, g, opt);
+    if (!p)
+        return EXIT_INPUT;
+    StrBuf header = {0};
+    if (opt->header_path) {
+        sb_append(&header, opt->header_path);
+    } else {
+        const char *dot = strrchr(opt->out_path, '.');
+        const char *slash = strrchr(opt->out_path, '/');
+        size_t stem =
+            dot && (!slash || dot > slash) ? (size_t)(dot - opt->out_path) : strlen(opt->out_path);
+        sb_append_n(&header, opt->out_path, stem);
+        sb_append(&header, ".h");
+    }
+    bool ok = backend_c_write(cx, p, opt->out_path, header.data, opt->bounds_checks);
+    sb_free(&header);
+    return ok ? EXIT_OK : EXIT_INPUT;
 }
 
 static int run_graph(Ctx *cx, const Graph *g, const Options *opt)
@@ -625,15 +748,8 @@ static int run_graph(Ctx *cx, const Graph *g, const Options *opt)
         }
     }
     double elapsed_ms = 0;
-    if (status == EXIT_OK) {
-        char err[256];
-        double t0 = now_ms();
-        if (!interp_run(g, params, (const float *const *)inputs, outputs, err, sizeof err)) {
-            fprintf(stderr, "fusec: error: %s\n", err);
-            status = EXIT_INPUT;
-        }
-        elapsed_ms = now_ms() - t0;
-    }
+    if (status == EXIT_OK)
+        status = execute(cx, g, opt, params, (const float *const *)inputs, outputs, &elapsed_ms);
     if (status == EXIT_OK)
         status = write_outputs(cx, g, out_slots, outputs);
     if (status == EXIT_OK)
@@ -671,7 +787,7 @@ static int check_weights(Ctx *cx, const Graph *g, const char *path)
 
 static int run_command(const Options *opt)
 {
-    if (opt->cmd == CMD_EMIT_C || opt->cmd == CMD_EMIT_LLVM || opt->cmd == CMD_BENCH)
+    if (opt->cmd == CMD_EMIT_LLVM || opt->cmd == CMD_BENCH)
         return usage_error("'%s' is not available in this build yet", command_names[opt->cmd]);
     Source *src = read_spec(opt->file);
     if (!src)
@@ -687,7 +803,13 @@ static int run_command(const Options *opt)
 
     int status;
     Graph *g = compile(&cx, opt, &status);
-    if (g && opt->dump)
+    if (g && opt->dump && strcmp(opt->dump, "loops") == 0) {
+        LoopProgram *p = lower(&cx, g, opt);
+        if (p)
+            loop_dump(p, stdout);
+        else
+            status = EXIT_INPUT;
+    } else if (g && opt->dump)
         graph_dump(g, stdout);
     else if (g && opt->cmd == CMD_CHECK) {
         print_summary(g);
@@ -695,6 +817,8 @@ static int run_command(const Options *opt)
             status = check_weights(&cx, g, opt->weights);
     } else if (g && opt->cmd == CMD_RUN)
         status = run_graph(&cx, g, opt);
+    else if (g && opt->cmd == CMD_EMIT_C)
+        status = emit_c(&cx, g, opt);
     if (status == EXIT_OK && diag_has_errors(&diag))
         status = EXIT_INPUT;
     ctx_free(&cx);

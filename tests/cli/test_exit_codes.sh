@@ -70,7 +70,15 @@ expect 0 "" -- check "$tmp/one.fuse" --dim H=7
 expect 2 "choose one with --entry" -- check "$tmp/two.fuse"
 expect 0 "" -- check "$tmp/two.fuse" --entry b
 expect 2 "no graph named 'c'" -- check "$tmp/two.fuse" --entry c
-expect 2 "unknown --dump" -- check "$tmp/one.fuse" --dump=loops
+expect 2 "unknown --dump" -- check "$tmp/one.fuse" --dump=bytecode
+expect 0 "" -- check "$tmp/one.fuse" --dump=loops --vector-width 8
+expect 2 "expected 4, 8 or 16" -- check "$tmp/one.fuse" --dump=loops --vector-width 5
+expect 2 "emit-c needs -o" -- emit-c "$tmp/one.fuse"
+expect 0 "" -- emit-c "$tmp/one.fuse" -o "$tmp/k.c"
+[ -f "$tmp/k.h" ] && [ -f "$tmp/fuse_rt.h" ] || { echo "FAIL: emit-c did not write k.h and fuse_rt.h"; failures=$((failures + 1)); }
+expect 1 "cannot create" -- emit-c "$tmp/one.fuse" -o "$tmp/no/such/k.c"
+expect 0 "" -- run "$tmp/one.fuse" --random-inputs --backend c --threads 2 --bounds-checks
+expect 2 "not available" -- run "$tmp/one.fuse" --random-inputs --backend jit
 expect 2 "unknown backend" -- run "$tmp/one.fuse" --backend cuda --random-inputs
 
 # run: inputs and outputs by name

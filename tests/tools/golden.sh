@@ -7,6 +7,7 @@
 #                     stderr must equal NAME.err byte for byte
 #   graph/NAME.fuse   `fusec check --dump=graph` stdout must equal NAME.graph
 #   ast/NAME.fuse     `fusec check --dump=ast` stdout must equal NAME.ast
+#   loops/NAME.fuse   `fusec check --dump=loops` stdout must equal NAME.loops
 # A line `# args: ...` in the spec adds command-line arguments (e.g. --dim H=8).
 # With GOLDEN_UPDATE=1 the expectations are rewritten instead of compared.
 set -u
@@ -38,7 +39,7 @@ errors)
         exit 1
     fi
     ;;
-graph | ast)
+graph | ast | loops)
     expected=$base.$stage
     # shellcheck disable=SC2086
     "$fusec" check "$rel" --dump="$stage" $args >"$tmp/got" 2>"$tmp/stderr"

@@ -1,0 +1,756 @@
+/*
+ * loop: construction, text dump and verifier of the loop IR (see loop.h).
+ */
+#include "loop.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "util.h"
+
+static const char *const op_names[LOP_COUNT] = {
+    [LOP_ADD] = "add",           [LOP_SUB] = "sub",
+    [LOP_MUL] = "mul",           [LOP_MIN] = "min",
+    [LOP_MAX] = "max",           [LOP_DIV] = "div",
+    [LOP_FLOORDIV] = "floordiv", [LOP_MOD] = "mod",
+    [LOP_AND] = "and",           [LOP_OR] = "or",
+    [LOP_NEG] = "neg",           [LOP_ABS] = "abs",
+    [LOP_SQRT] = "sqrt",         [LOP_FLOOR] = "floor",
+    [LOP_EXP] = "exp",           [LOP_TANH] = "tanh",
+    [LOP_SIGMOID] = "sigmoid",   [LOP_ERF] = "erf",
+};
+
+static const char *const cmp_text[] = {"==", "!=", "<", "<=", ">", ">="};
+static const char *const buffer_kind_names[] = {"input",    "output",  "param",
+                                                "prepared", "scratch", "thread"};
+
+const char *loop_op_name(LoopOp op)
+{
+    FUSE_ASSERT(op < LOP_COUNT);
+    return op_names[op];
+}
+
+static bool is_unary(LoopOp op)
+{
+    return op >= LOP_NEG;
+}
+
+LoopProgram *loop_program_new(Arena *arena, const char *name)
+{
+    LoopProgram *p = ARENA_NEW(arena, LoopProgram);
+    p->arena = arena;
+    p->name = arena_strdup(arena, name);
+    return p;
+}
+
+/* Appends to an arena-backed growable pointer array. */
+static void push(Arena *a, void ***items, uint32_t *n, uint32_t *cap, void *item)
+{
+    if (*n == *cap) {
+        uint32_t grown = *cap ? *cap * 2 : 16;
+        void **fresh = ARENA_ARRAY(a, void *, grown);
+        if (*n)
+            memcpy(fresh, *items, *n * sizeof(void *));
+        *items = fresh;
+        *cap = grown;
+    }
+    (*items)[(*n)++] = item;
+}
+
+static int64_t align64(int64_t x)
+{
+    return (x + 63) & ~(int64_t)63;
+}
+
+LoopBuffer *loop_add_buffer(LoopProgram *p, const char *name, LoopBufferKind kind, uint32_t index,
+                            int64_t elems)
+{
+    LoopBuffer *b = ARENA_NEW(p->arena, LoopBuffer);
+    b->id = p->nbuffers;
+    b->name = arena_strdup(p->arena, name);
+    b->kind = kind;
+    b->index = index;
+    b->elems = elems;
+    b->align = kind == BUF_PARAM ? 4 : 64;
+    if (kind == BUF_SCRATCH) {
+        b->offset = p->scratch_bytes;
+        p->scratch_bytes = align64(p->scratch_bytes + elems * 4);
+    } else if (kind == BUF_THREAD) {
+        b->offset = p->thread_scratch_bytes;
+        p->thread_scratch_bytes = align64(p->thread_scratch_bytes + elems * 4);
+    } else if (kind == BUF_PREPARED) {
+        p->prepared_bytes += align64(elems * 4);
+    }
+    push(p->arena, (void ***)&p->buffers, &p->nbuffers, &p->cap_buffers, b);
+    return b;
+}
+
+LoopKernel *loop_add_kernel(LoopProgram *p, const char *name, const char *comment, bool prepare)
+{
+    LoopKernel *k = ARENA_NEW(p->arena, LoopKernel);
+    k->name = arena_strdup(p->arena, name);
+    k->comment = arena_strdup(p->arena, comment ? comment : "");
+    k->body = ls_block(p);
+    if (prepare)
+        push(p->arena, (void ***)&p->prepare, &p->nprepare, &p->cap_prepare, k);
+    else
+        push(p->arena, (void ***)&p->kernels, &p->nkernels, &p->cap_kernels, k);
+    return k;
+}
+
+LoopVar *loop_var(LoopProgram *p, LoopKernel *k, const char *name, LoopType type)
+{
+    LoopVar *v = ARENA_NEW(p->arena, LoopVar);
+    v->id = k->nvars++;
+    v->name = arena_strdup(p->arena, name);
+    v->type = type;
+    return v;
+}
+
+static LoopExpr *expr(LoopProgram *p, LoopExprKind kind, LoopScalar scalar, uint32_t lanes)
+{
+    LoopExpr *e = ARENA_NEW(p->arena, LoopExpr);
+    e->kind = kind;
+    e->type.scalar = scalar;
+    e->type.lanes = lanes;
+    return e;
+}
+
+LoopExpr *lx_const_f(LoopProgram *p, float f)
+{
+    LoopExpr *e = expr(p, LEXPR_CONST_F, LT_F32, 1);
+    e->f = f;
+    return e;
+}
+
+LoopExpr *lx_const_i(LoopProgram *p, int64_t i)
+{
+    LoopExpr *e = expr(p, LEXPR_CONST_I, LT_I64, 1);
+    e->i = i;
+    return e;
+}
+
+LoopExpr *lx_var(LoopProgram *p, const LoopVar *v)
+{
+    LoopExpr *e = expr(p, LEXPR_VAR, v->type.scalar, v->type.lanes);
+    e->var = v;
+    return e;
+}
+
+LoopExpr *lx_load(LoopProgram *p, const LoopBuffer *b, LoopExpr *index, uint32_t lanes)
+{
+    LoopExpr *e = expr(p, LEXPR_LOAD, LT_F32, lanes);
+    e->load.buf = b;
+    e->load.index = index;
+    return e;
+}
+
+LoopExpr *lx_unary(LoopProgram *p, LoopOp op, LoopExpr *a)
+{
+    LoopExpr *e = expr(p, LEXPR_UNARY, a->type.scalar, a->type.lanes);
+    e->op.op = op;
+    e->op.a = a;
+    return e;
+}
+
+LoopExpr *lx_binary(LoopProgram *p, LoopOp op, LoopExpr *a, LoopExpr *b)
+{
+    LoopExpr *e = expr(p, LEXPR_BINARY, a->type.scalar, a->type.lanes);
+    e->op.op = op;
+    e->op.a = a;
+    e->op.b = b;
+    return e;
+}
+
+LoopExpr *lx_fma(LoopProgram *p, LoopExpr *a, LoopExpr *b, LoopExpr *c)
+{
+    LoopExpr *e = expr(p, LEXPR_FMA, LT_F32, a->type.lanes);
+    e->op.a = a;
+    e->op.b = b;
+    e->op.c = c;
+    return e;
+}
+
+LoopExpr *lx_select(LoopProgram *p, LoopExpr *cond, LoopExpr *a, LoopExpr *b)
+{
+    LoopExpr *e = expr(p, LEXPR_SELECT, a->type.scalar, a->type.lanes);
+    e->op.a = cond;
+    e->op.b = a;
+    e->op.c = b;
+    return e;
+}
+
+LoopExpr *lx_cmp(LoopProgram *p, LoopCmp cmp, LoopExpr *a, LoopExpr *b)
+{
+    LoopExpr *e = expr(p, LEXPR_CMP, LT_BOOL, a->type.lanes);
+    e->op.cmp = cmp;
+    e->op.a = a;
+    e->op.b = b;
+    return e;
+}
+
+LoopExpr *lx_broadcast(LoopProgram *p, LoopExpr *a, uint32_t lanes)
+{
+    LoopExpr *e = expr(p, LEXPR_BROADCAST, a->type.scalar, lanes);
+    e->op.a = a;
+    return e;
+}
+
+LoopExpr *lx_cast(LoopProgram *p, LoopExpr *a, LoopScalar to)
+{
+    LoopExpr *e = expr(p, LEXPR_CAST, to, a->type.lanes);
+    e->op.a = a;
+    return e;
+}
+
+LoopExpr *lx_reduce(LoopProgram *p, LoopOp op, LoopExpr *a)
+{
+    LoopExpr *e = expr(p, LEXPR_REDUCE, a->type.scalar, 1);
+    e->op.op = op;
+    e->op.a = a;
+    return e;
+}
+
+static LoopStmt *stmt(LoopProgram *p, LoopStmtKind kind)
+{
+    LoopStmt *s = ARENA_NEW(p->arena, LoopStmt);
+    s->kind = kind;
+    return s;
+}
+
+LoopStmt *ls_block(LoopProgram *p)
+{
+    return stmt(p, LOOP_BLOCK);
+}
+
+void ls_append(LoopProgram *p, LoopStmt *block, LoopStmt *s)
+{
+    FUSE_ASSERT(block->kind == LOOP_BLOCK);
+    push(p->arena, (void ***)&block->block.stmts, &block->block.n, &block->block.cap, s);
+}
+
+LoopStmt *ls_for(LoopProgram *p, LoopVar *var, LoopExpr *lo, LoopExpr *hi, int64_t step,
+                 LoopForKind kind, LoopStmt *body)
+{
+    LoopStmt *s = stmt(p, LOOP_FOR);
+    s->loop.var = var;
+    s->loop.lo = lo;
+    s->loop.hi = hi;
+    s->loop.step = step;
+    s->loop.for_kind = kind;
+    s->loop.body = body;
+    return s;
+}
+
+LoopStmt *ls_store(LoopProgram *p, const LoopBuffer *b, LoopExpr *index, LoopExpr *value)
+{
+    LoopStmt *s = stmt(p, LOOP_STORE);
+    s->store.buf = b;
+    s->store.index = index;
+    s->store.value = value;
+    return s;
+}
+
+LoopStmt *ls_if(LoopProgram *p, LoopExpr *cond, LoopStmt *then_body, LoopStmt *else_body)
+{
+    LoopStmt *s = stmt(p, LOOP_IF);
+    s->branch.cond = cond;
+    s->branch.then_body = then_body;
+    s->branch.else_body = else_body;
+    return s;
+}
+
+LoopStmt *ls_decl(LoopProgram *p, LoopVar *var, LoopExpr *init)
+{
+    LoopStmt *s = stmt(p, LOOP_DECL);
+    s->decl.var = var;
+    s->decl.init = init;
+    return s;
+}
+
+LoopStmt *ls_assign(LoopProgram *p, const LoopVar *var, LoopExpr *value)
+{
+    LoopStmt *s = stmt(p, LOOP_ASSIGN);
+    s->assign.var = var;
+    s->assign.value = value;
+    return s;
+}
+
+LoopStmt *ls_prefetch(LoopProgram *p, const LoopBuffer *b, LoopExpr *index, int locality)
+{
+    LoopStmt *s = stmt(p, LOOP_PREFETCH);
+    s->prefetch.buf = b;
+    s->prefetch.index = index;
+    s->prefetch.locality = locality;
+    return s;
+}
+
+/* ---- dump ---- */
+
+static void dump_type(LoopType t, FILE *out)
+{
+    static const char *const names[] = {"f32", "i64", "bool"};
+    fprintf(out, "%s", names[t.scalar]);
+    if (t.lanes > 1)
+        fprintf(out, "x%u", t.lanes);
+}
+
+static void dump_expr(const LoopExpr *e, FILE *out)
+{
+    switch (e->kind) {
+    case LEXPR_CONST_F:
+        fprintf(out, "%.9gf", (double)e->f);
+        break;
+    case LEXPR_CONST_I:
+        fprintf(out, "%" PRId64, e->i);
+        break;
+    case LEXPR_VAR:
+        fprintf(out, "%s", e->var->name);
+        break;
+    case LEXPR_LOAD:
+        fprintf(out, "%s[", e->load.buf->name);
+        dump_expr(e->load.index, out);
+        fprintf(out, e->type.lanes > 1 ? "]x%u" : "]", e->type.lanes);
+        break;
+    case LEXPR_UNARY:
+        fprintf(out, "%s(", op_names[e->op.op]);
+        dump_expr(e->op.a, out);
+        fprintf(out, ")");
+        break;
+    case LEXPR_BINARY: {
+        static const char *const infix[] = {
+            [LOP_ADD] = "+",       [LOP_SUB] = "-", [LOP_MUL] = "*",  [LOP_DIV] = "/",
+            [LOP_FLOORDIV] = "//", [LOP_MOD] = "%", [LOP_AND] = "&&", [LOP_OR] = "||"};
+        const char *sym = e->op.op < countof(infix) ? infix[e->op.op] : NULL;
+        if (sym) {
+            fprintf(out, "(");
+            dump_expr(e->op.a, out);
+            fprintf(out, " %s ", sym);
+            dump_expr(e->op.b, out);
+            fprintf(out, ")");
+        } else {
+            fprintf(out, "%s(", op_names[e->op.op]);
+            dump_expr(e->op.a, out);
+            fprintf(out, ", ");
+            dump_expr(e->op.b, out);
+            fprintf(out, ")");
+        }
+        break;
+    }
+    case LEXPR_FMA:
+    case LEXPR_SELECT:
+        fprintf(out, e->kind == LEXPR_FMA ? "fma(" : "select(");
+        dump_expr(e->op.a, out);
+        fprintf(out, ", ");
+        dump_expr(e->op.b, out);
+        fprintf(out, ", ");
+        dump_expr(e->op.c, out);
+        fprintf(out, ")");
+        break;
+    case LEXPR_CMP:
+        fprintf(out, "(");
+        dump_expr(e->op.a, out);
+        fprintf(out, " %s ", cmp_text[e->op.cmp]);
+        dump_expr(e->op.b, out);
+        fprintf(out, ")");
+        break;
+    case LEXPR_BROADCAST:
+    case LEXPR_CAST:
+        dump_type(e->type, out);
+        fprintf(out, "(");
+        dump_expr(e->op.a, out);
+        fprintf(out, ")");
+        break;
+    case LEXPR_REDUCE:
+        fprintf(out, "reduce_%s(", op_names[e->op.op]);
+        dump_expr(e->op.a, out);
+        fprintf(out, ")");
+        break;
+    }
+}
+
+static void indent(int depth, FILE *out)
+{
+    for (int i = 0; i < depth; i++)
+        fputs("  ", out);
+}
+
+static void dump_stmt(const LoopStmt *s, int depth, FILE *out)
+{
+    static const char *const for_names[] = {"for", "parallel for", "unrolled for"};
+    switch (s->kind) {
+    case LOOP_BLOCK:
+        for (uint32_t i = 0; i < s->block.n; i++)
+            dump_stmt(s->block.stmts[i], depth, out);
+        break;
+    case LOOP_FOR:
+        indent(depth, out);
+        fprintf(out, "%s %s in ", for_names[s->loop.for_kind], s->loop.var->name);
+        dump_expr(s->loop.lo, out);
+        fprintf(out, "..");
+        dump_expr(s->loop.hi, out);
+        if (s->loop.step != 1)
+            fprintf(out, " step %" PRId64, s->loop.step);
+        fprintf(out, " {\n");
+        dump_stmt(s->loop.body, depth + 1, out);
+        indent(depth, out);
+        fprintf(out, "}\n");
+        break;
+    case LOOP_STORE:
+        indent(depth, out);
+        fprintf(out, "%s[", s->store.buf->name);
+        dump_expr(s->store.index, out);
+        fprintf(out,
+                s->store.value->type.lanes > 1 ? "]x%u = " : "] = ", s->store.value->type.lanes);
+        dump_expr(s->store.value, out);
+        fprintf(out, "\n");
+        break;
+    case LOOP_IF:
+        indent(depth, out);
+        fprintf(out, "if ");
+        dump_expr(s->branch.cond, out);
+        fprintf(out, " {\n");
+        dump_stmt(s->branch.then_body, depth + 1, out);
+        if (s->branch.else_body) {
+            indent(depth, out);
+            fprintf(out, "} else {\n");
+            dump_stmt(s->branch.else_body, depth + 1, out);
+        }
+        indent(depth, out);
+        fprintf(out, "}\n");
+        break;
+    case LOOP_DECL:
+        indent(depth, out);
+        fprintf(out, "var %s: ", s->decl.var->name);
+        dump_type(s->decl.var->type, out);
+        fprintf(out, " = ");
+        dump_expr(s->decl.init, out);
+        fprintf(out, "\n");
+        break;
+    case LOOP_ASSIGN:
+        indent(depth, out);
+        fprintf(out, "%s = ", s->assign.var->name);
+        dump_expr(s->assign.value, out);
+        fprintf(out, "\n");
+        break;
+    case LOOP_PREFETCH:
+        indent(depth, out);
+        fprintf(out, "prefetch %s[", s->prefetch.buf->name);
+        dump_expr(s->prefetch.index, out);
+        fprintf(out, "] locality %d\n", s->prefetch.locality);
+        break;
+    }
+}
+
+static void dump_kernel(const LoopKernel *k, const char *what, FILE *out)
+{
+    fprintf(out, "%s %s", what, k->name);
+    if (k->comment[0])
+        fprintf(out, "  # %s", k->comment);
+    fprintf(out, "\n");
+    dump_stmt(k->body, 1, out);
+}
+
+void loop_dump(const LoopProgram *p, FILE *out)
+{
+    fprintf(out,
+            "program %s  # scratch %" PRId64 " B, per-thread %" PRId64 " B, prepared %" PRId64
+            " B\n",
+            p->name, p->scratch_bytes, p->thread_scratch_bytes, p->prepared_bytes);
+    for (uint32_t i = 0; i < p->nbuffers; i++) {
+        const LoopBuffer *b = p->buffers[i];
+        fprintf(out, "  buffer %s: %s", b->name, buffer_kind_names[b->kind]);
+        if (b->kind <= BUF_PREPARED)
+            fprintf(out, " %u", b->index);
+        else
+            fprintf(out, " @%" PRId64, b->offset);
+        fprintf(out, " f32[%" PRId64 "]", b->elems);
+        if (b->rank) {
+            fprintf(out, " as [");
+            for (uint32_t d = 0; d < b->rank; d++)
+                fprintf(out, "%s%" PRId64, d ? "," : "", b->shape[d]);
+            fprintf(out, "]");
+        }
+        fprintf(out, "\n");
+    }
+    for (uint32_t i = 0; i < p->nprepare; i++)
+        dump_kernel(p->prepare[i], "prepare", out);
+    for (uint32_t i = 0; i < p->nkernels; i++)
+        dump_kernel(p->kernels[i], "kernel", out);
+}
+
+/* ---- verify ---- */
+
+typedef struct Verifier {
+    const LoopProgram *p;
+    const LoopKernel *k;
+    bool prepare;
+    FILE *out;
+    bool *visible;  /* by var id: in scope here */
+    bool *declared; /* by var id: declared once already (no redeclaration) */
+    int loop_depth;
+    bool in_parallel;
+} Verifier;
+
+static bool fail(Verifier *v, const char *fmt, ...) FUSE_PRINTF(2, 3);
+static bool fail(Verifier *v, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(v->out, "loop_verify: kernel %s: ", v->k->name);
+    vfprintf(v->out, fmt, ap);
+    fputc('\n', v->out);
+    va_end(ap);
+    return false;
+}
+
+static bool valid_lanes(uint32_t lanes)
+{
+    return lanes == 1 || lanes == 4 || lanes == 8 || lanes == 16;
+}
+
+static bool same_type(LoopType a, LoopType b)
+{
+    return a.scalar == b.scalar && a.lanes == b.lanes;
+}
+
+static bool is_index(const LoopExpr *e)
+{
+    return e->type.scalar == LT_I64 && e->type.lanes == 1;
+}
+
+static bool verify_expr(Verifier *v, const LoopExpr *e);
+
+static bool verify_access(Verifier *v, const LoopBuffer *b, const LoopExpr *index, uint32_t lanes)
+{
+    if (!b || b->id >= v->p->nbuffers || v->p->buffers[b->id] != b)
+        return fail(v, "access to a buffer not in the program");
+    if (!verify_expr(v, index))
+        return false;
+    if (!is_index(index))
+        return fail(v, "index into %s is not an i64 scalar", b->name);
+    if (b->kind == BUF_THREAD && !v->in_parallel)
+        return fail(v, "thread buffer %s used outside a parallel loop", b->name);
+    if (index->kind == LEXPR_CONST_I && (index->i < 0 || index->i + lanes > b->elems))
+        return fail(v, "constant index %" PRId64 " (x%u) outside %s[%" PRId64 "]", index->i, lanes,
+                    b->name, b->elems);
+    return true;
+}
+
+static bool verify_expr(Verifier *v, const LoopExpr *e)
+{
+    if (!valid_lanes(e->type.lanes))
+        return fail(v, "expression with %u lanes", e->type.lanes);
+    switch (e->kind) {
+    case LEXPR_CONST_F:
+    case LEXPR_CONST_I:
+        return e->type.lanes == 1 ? true : fail(v, "vector constant (broadcast it)");
+    case LEXPR_VAR:
+        if (e->var->id >= v->k->nvars || !v->visible[e->var->id])
+            return fail(v, "variable %s used outside its scope", e->var->name);
+        return same_type(e->type, e->var->type) ? true : fail(v, "type of %s", e->var->name);
+    case LEXPR_LOAD:
+        if (e->type.scalar != LT_F32)
+            return fail(v, "load of a non-f32 type");
+        if (v->prepare ? e->load.buf->kind != BUF_PARAM && e->load.buf->kind != BUF_PREPARED
+                       : e->load.buf->kind == BUF_PARAM)
+            return fail(v, "%s reads %s buffer %s", v->prepare ? "prepare" : "run",
+                        buffer_kind_names[e->load.buf->kind], e->load.buf->name);
+        return verify_access(v, e->load.buf, e->load.index, e->type.lanes);
+    case LEXPR_UNARY:
+        if (!is_unary(e->op.op) || e->op.a->type.scalar != LT_F32)
+            return fail(v, "unary %s on a non-f32 operand", op_names[e->op.op]);
+        return verify_expr(v, e->op.a) && same_type(e->type, e->op.a->type);
+    case LEXPR_BINARY: {
+        LoopOp op = e->op.op;
+        if (!verify_expr(v, e->op.a) || !verify_expr(v, e->op.b))
+            return false;
+        if (is_unary(op) || !same_type(e->op.a->type, e->op.b->type) ||
+            !same_type(e->type, e->op.a->type))
+            return fail(v, "binary %s with mismatched types", op_names[op]);
+        LoopScalar s = e->type.scalar;
+        bool ok = op <= LOP_MAX   ? s != LT_BOOL
+                  : op == LOP_DIV ? s == LT_F32
+                  : op <= LOP_MOD ? s == LT_I64
+                                  : s == LT_BOOL;
+        return ok ? true : fail(v, "binary %s on the wrong scalar type", op_names[op]);
+    }
+    case LEXPR_FMA:
+        if (!verify_expr(v, e->op.a) || !verify_expr(v, e->op.b) || !verify_expr(v, e->op.c))
+            return false;
+        if (e->type.scalar != LT_F32 || !same_type(e->op.a->type, e->type) ||
+            !same_type(e->op.b->type, e->type) || !same_type(e->op.c->type, e->type))
+            return fail(v, "fma with mismatched types");
+        return true;
+    case LEXPR_SELECT:
+        if (!verify_expr(v, e->op.a) || !verify_expr(v, e->op.b) || !verify_expr(v, e->op.c))
+            return false;
+        if (e->op.a->type.scalar != LT_BOOL || e->op.a->type.lanes != e->type.lanes ||
+            !same_type(e->op.b->type, e->type) || !same_type(e->op.c->type, e->type))
+            return fail(v, "select with mismatched types");
+        return true;
+    case LEXPR_CMP:
+        if (!verify_expr(v, e->op.a) || !verify_expr(v, e->op.b))
+            return false;
+        if (!same_type(e->op.a->type, e->op.b->type) || e->op.a->type.scalar == LT_BOOL ||
+            e->type.lanes != e->op.a->type.lanes)
+            return fail(v, "comparison with mismatched types");
+        return true;
+    case LEXPR_BROADCAST:
+        if (!verify_expr(v, e->op.a))
+            return false;
+        if (e->op.a->type.lanes != 1 || e->type.scalar != e->op.a->type.scalar)
+            return fail(v, "broadcast of a vector");
+        return true;
+    case LEXPR_CAST:
+        if (!verify_expr(v, e->op.a))
+            return false;
+        if (e->type.lanes != e->op.a->type.lanes || e->type.scalar == LT_BOOL ||
+            e->op.a->type.scalar == LT_BOOL || e->type.scalar == e->op.a->type.scalar)
+            return fail(v, "cast between these types");
+        return true;
+    case LEXPR_REDUCE:
+        if (!verify_expr(v, e->op.a))
+            return false;
+        if ((e->op.op != LOP_ADD && e->op.op != LOP_MAX && e->op.op != LOP_MIN) ||
+            e->op.a->type.scalar != LT_F32 || e->type.lanes != 1)
+            return fail(v, "reduce_%s", op_names[e->op.op]);
+        return true;
+    }
+    return fail(v, "unknown expression kind");
+}
+
+static bool verify_stmt(Verifier *v, const LoopStmt *s);
+
+static bool verify_block(Verifier *v, const LoopStmt *s)
+{
+    /* DECLs are visible until the end of their block. */
+    bool ok = true;
+    for (uint32_t i = 0; ok && i < s->block.n; i++)
+        ok = verify_stmt(v, s->block.stmts[i]);
+    for (uint32_t i = 0; i < s->block.n; i++)
+        if (s->block.stmts[i]->kind == LOOP_DECL)
+            v->visible[s->block.stmts[i]->decl.var->id] = false;
+    return ok;
+}
+
+static bool verify_nested(Verifier *v, const LoopStmt *body)
+{
+    if (!body || body->kind != LOOP_BLOCK)
+        return fail(v, "a loop or branch body is not a block");
+    return verify_block(v, body);
+}
+
+static bool verify_for(Verifier *v, const LoopStmt *s)
+{
+    const LoopVar *var = s->loop.var;
+    if (var->id >= v->k->nvars || v->declared[var->id])
+        return fail(v, "loop variable %s declared twice", var->name);
+    if (var->type.scalar != LT_I64 || var->type.lanes != 1)
+        return fail(v, "loop variable %s is not an i64 scalar", var->name);
+    if (!verify_expr(v, s->loop.lo) || !verify_expr(v, s->loop.hi))
+        return false;
+    if (!is_index(s->loop.lo) || !is_index(s->loop.hi) || s->loop.step < 1)
+        return fail(v, "bounds of loop %s", var->name);
+    bool parallel = s->loop.for_kind == FOR_PARALLEL;
+    if (parallel && v->loop_depth > 0)
+        return fail(v, "parallel loop %s is nested in another loop", var->name);
+    if (s->loop.for_kind == FOR_UNROLLED &&
+        (s->loop.lo->kind != LEXPR_CONST_I || s->loop.hi->kind != LEXPR_CONST_I))
+        return fail(v, "unrolled loop %s has non-constant bounds", var->name);
+    v->declared[var->id] = v->visible[var->id] = true;
+    v->loop_depth++;
+    v->in_parallel |= parallel;
+    bool ok = verify_nested(v, s->loop.body);
+    v->in_parallel &= !parallel;
+    v->loop_depth--;
+    v->visible[var->id] = false;
+    return ok;
+}
+
+static bool verify_store(Verifier *v, const LoopStmt *s)
+{
+    const LoopBuffer *b = s->store.buf;
+    bool writable = v->prepare
+                        ? b->kind == BUF_PREPARED
+                        : b->kind == BUF_OUTPUT || b->kind == BUF_SCRATCH || b->kind == BUF_THREAD;
+    if (!writable)
+        return fail(v, "stores to %s buffer %s", buffer_kind_names[b->kind], b->name);
+    if (!verify_expr(v, s->store.value))
+        return false;
+    if (s->store.value->type.scalar != LT_F32)
+        return fail(v, "store of a non-f32 value to %s", b->name);
+    return verify_access(v, b, s->store.index, s->store.value->type.lanes);
+}
+
+static bool verify_stmt(Verifier *v, const LoopStmt *s)
+{
+    switch (s->kind) {
+    case LOOP_BLOCK:
+        return verify_block(v, s);
+    case LOOP_FOR:
+        return verify_for(v, s);
+    case LOOP_STORE:
+        return verify_store(v, s);
+    case LOOP_IF:
+        if (!verify_expr(v, s->branch.cond))
+            return false;
+        if (s->branch.cond->type.scalar != LT_BOOL || s->branch.cond->type.lanes != 1)
+            return fail(v, "if condition is not a bool scalar");
+        return verify_nested(v, s->branch.then_body) &&
+               (!s->branch.else_body || verify_nested(v, s->branch.else_body));
+    case LOOP_DECL: {
+        const LoopVar *var = s->decl.var;
+        if (var->id >= v->k->nvars || v->declared[var->id])
+            return fail(v, "variable %s declared twice", var->name);
+        if (!verify_expr(v, s->decl.init))
+            return false;
+        if (!same_type(var->type, s->decl.init->type))
+            return fail(v, "initial value of %s has another type", var->name);
+        v->declared[var->id] = v->visible[var->id] = true;
+        return true;
+    }
+    case LOOP_ASSIGN:
+        if (s->assign.var->id >= v->k->nvars || !v->visible[s->assign.var->id])
+            return fail(v, "assignment to %s outside its scope", s->assign.var->name);
+        if (!verify_expr(v, s->assign.value))
+            return false;
+        return same_type(s->assign.var->type, s->assign.value->type)
+                   ? true
+                   : fail(v, "assignment to %s of another type", s->assign.var->name);
+    case LOOP_PREFETCH:
+        return verify_access(v, s->prefetch.buf, s->prefetch.index, 1);
+    }
+    return fail(v, "unknown statement kind");
+}
+
+static bool verify_kernel(const LoopProgram *p, const LoopKernel *k, bool prepare, FILE *out)
+{
+    Verifier v = {.p = p, .k = k, .prepare = prepare, .out = out};
+    v.visible = xcalloc(k->nvars + 1, sizeof(bool));
+    v.declared = xcalloc(k->nvars + 1, sizeof(bool));
+    bool ok = k->body && k->body->kind == LOOP_BLOCK ? verify_block(&v, k->body)
+                                                     : fail(&v, "body is not a block");
+    free(v.visible);
+    free(v.declared);
+    return ok;
+}
+
+bool loop_verify(const LoopProgram *p, FILE *out)
+{
+    for (uint32_t i = 0; i < p->nbuffers; i++)
+        if (p->buffers[i]->id != i || p->buffers[i]->elems < 1) {
+            fprintf(out, "loop_verify: buffer %u is malformed\n", i);
+            return false;
+        }
+    for (uint32_t i = 0; i < p->nprepare; i++)
+        if (!verify_kernel(p, p->prepare[i], true, out))
+            return false;
+    for (uint32_t i = 0; i < p->nkernels; i++)
+        if (!verify_kernel(p, p->kernels[i], false, out))
+            return false;
+    return true;
+}

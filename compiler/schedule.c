@@ -1,0 +1,402 @@
+/*
+ * schedule: Graph -> LoopProgram (see schedule.h); the driver of the schedule_*.c files.
+ *
+ * Buffers: graph inputs are BUF_INPUT (index = input position), outputs BUF_OUTPUT (index =
+ * output position), every weight a BUF_PARAM (index = param position) that only prepare
+ * kernels read: they copy it (or transpose it) into BUF_PREPARED buffers, which is all the run
+ * kernels see. Each live computed node gets a buffer of its own: the output buffer of the first
+ * output position it is returned at, otherwise BUF_SCRATCH. view is an alias (same row-major
+ * order); outputs that are inputs, weights, views or repeated are copied at the end.
+ * Invariant: nodes are lowered in topological order, so an operand's buffer exists before use.
+ */
+#include "schedule.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "arena.h"
+#include "schedule_internal.h"
+#include "util.h"
+
+/* ---- names and comments ---- */
+
+static bool is_c_keyword(const char *s)
+{
+    static const char *const words[] = {
+        "auto",    "break",  "case",     "char",   "const",    "continue", "default",
+        "do",      "double", "else",     "enum",   "extern",   "float",    "for",
+        "goto",    "if",     "inline",   "int",    "long",     "register", "restrict",
+        "return",  "short",  "signed",   "sizeof", "static",   "struct",   "switch",
+        "typedef", "union",  "unsigned", "void",   "volatile", "while",    "main"};
+    for (size_t i = 0; i < countof(words); i++)
+        if (strcmp(s, words[i]) == 0)
+            return true;
+    return false;
+}
+
+/* A C identifier made of `text`: other characters become '_', a leading digit gets 'v', a C
+ * keyword gets a trailing '_'. */
+static char *ident(Arena *a, const char *text)
+{
+    size_t n = strlen(text);
+    char *out = arena_alloc(a, n + 3, 1);
+    size_t at = 0;
+    if (n == 0 || isdigit((unsigned char)text[0]))
+        out[at++] = 'v';
+    for (size_t i = 0; i < n; i++)
+        out[at++] = isalnum((unsigned char)text[i]) ? text[i] : '_';
+    if (is_c_keyword(out))
+        out[at++] = '_';
+    out[at] = '\0';
+    return out;
+}
+
+/* `name` made unique among the program's buffer names (suffix _2, _3, ...). */
+static const char *unique_name(Sched *s, const char *name)
+{
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", name);
+    for (unsigned k = 2;; k++) {
+        bool clash = false;
+        for (uint32_t i = 0; i < s->p->nbuffers && !clash; i++)
+            clash = strcmp(s->p->buffers[i]->name, buf) == 0;
+        if (!clash)
+            return arena_strdup(s->p->arena, buf);
+        snprintf(buf, sizeof buf, "%.200s_%u", name, k);
+    }
+}
+
+/* A buffer with a unique C-identifier name; at least one element (loop_verify wants it). */
+static LoopBuffer *add_buffer(Sched *s, const char *name, LoopBufferKind kind, uint32_t index,
+                              int64_t elems)
+{
+    const char *id = unique_name(s, ident(s->p->arena, name));
+    return loop_add_buffer(s->p, id, kind, index, elems > 0 ? elems : 1);
+}
+
+/* The logical shape emit-c writes into the kernel's tensor descriptors. */
+static void set_shape(LoopBuffer *b, const Shape *sh)
+{
+    b->rank = sh->rank;
+    for (uint32_t d = 0; d < sh->rank; d++)
+        b->shape[d] = sh->dim[d];
+}
+
+/* "what: FILE:LINE: text" for node n (the line trimmed, without comment delimiters). */
+static const char *describe(Sched *s, const Node *n, const char *what)
+{
+    char buf[512];
+    const Source *src = s->cx->src;
+    if (!src) {
+        snprintf(buf, sizeof buf, "%s (%s)", what, op_info[n->kind].name);
+        return arena_strdup(s->p->arena, buf);
+    }
+    uint32_t line = 0, col = 0;
+    source_line_col(src, n->span.lo, &line, &col);
+    size_t len = 0;
+    const char *text = source_line_text(src, line, &len);
+    while (len && isspace((unsigned char)*text)) {
+        text++;
+        len--;
+    }
+    while (len && isspace((unsigned char)text[len - 1]))
+        len--;
+    int at = snprintf(buf, sizeof buf, "%s: %s:%u: ", what, src->name, line);
+    if (at < 0 || at >= (int)sizeof buf - 1)
+        at = (int)sizeof buf - 2;
+    for (size_t i = 0; i < len && at + 2 < (int)sizeof buf; i++) {
+        char c = text[i];
+        bool closes = c == '*' && i + 1 < len && text[i + 1] == '/';
+        bool opens = c == '/' && i + 1 < len && text[i + 1] == '*';
+        buf[at++] = closes || opens || (unsigned char)c < 32 ? ' ' : c;
+    }
+    buf[at] = '\0';
+    return arena_strdup(s->p->arena, buf);
+}
+
+LoopKernel *sched_kernel(Sched *s, const Node *n, const char *part)
+{
+    char name[96], what[128];
+    const char *op = op_info[n->kind].name;
+    snprintf(name, sizeof name, "k%u_%s%s%s", n->id, op, part ? "_" : "", part ? part : "");
+    snprintf(what, sizeof what, "%s %%%u%s%s", op, n->id, part ? " " : "", part ? part : "");
+    s->k = loop_add_kernel(s->p, name, describe(s, n, what), false);
+    s->prepare = false;
+    return s->k;
+}
+
+/* Starts a create-time kernel (serial loops; reads weights, writes prepared buffers). */
+static LoopKernel *prepare_kernel(Sched *s, const char *name, const char *comment)
+{
+    s->k = loop_add_kernel(s->p, ident(s->p->arena, name), comment, true);
+    s->prepare = true;
+    return s->k;
+}
+
+/* Variable names get the variable's id as a suffix, so they are unique in their kernel. */
+static LoopVar *new_var(Sched *s, const char *name, LoopType t)
+{
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.40s%u", name, s->k->nvars);
+    return loop_var(s->p, s->k, buf, t);
+}
+
+LoopVar *sched_ivar(Sched *s, const char *name)
+{
+    LoopType t = {LT_I64, 1};
+    return new_var(s, name, t);
+}
+
+LoopVar *sched_fvar(Sched *s, const char *name, uint32_t lanes)
+{
+    LoopType t = {LT_F32, lanes};
+    return new_var(s, name, t);
+}
+
+/* ---- buffers ---- */
+
+const LoopBuffer *sched_scratch(Sched *s, const char *base, uint32_t id, int64_t elems)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s%u", base, id);
+    return add_buffer(s, name, BUF_SCRATCH, 0, elems);
+}
+
+/* A kernel writing n's value owns its storage unless n is a source or an alias. */
+static bool owns_storage(const Node *n)
+{
+    return n->kind != OP_INPUT && n->kind != OP_PARAM && n->kind != OP_VIEW;
+}
+
+const LoopBuffer *sched_dest(Sched *s, const Node *n)
+{
+    for (uint32_t o = 0; o < s->g->noutputs; o++)
+        if (s->g->outputs[o] == n && !s->claimed[o] && owns_storage(n)) {
+            s->claimed[o] = true;
+            return s->val[n->id] = s->outputs[o];
+        }
+    return s->val[n->id] = sched_scratch(s, op_info[n->kind].name, n->id, shape_numel(&n->shape));
+}
+
+/* The prepared plain copy of weight w, made on first use. */
+static const LoopBuffer *plain_weight(Sched *s, const Node *w)
+{
+    uint32_t i = w->attr.param.index;
+    if (s->plain[i])
+        return s->plain[i];
+    LoopKernel *saved = s->k;
+    bool saved_prepare = s->prepare;
+    const LoopBuffer *pb = s->params[i];
+    char name[300];
+    snprintf(name, sizeof name, "%s_p", pb->name);
+    LoopBuffer *b = add_buffer(s, name, BUF_PREPARED, i, pb->elems);
+    b->rank = pb->rank;
+    memcpy(b->shape, pb->shape, sizeof b->shape);
+    snprintf(name, sizeof name, "prep_%s", b->name);
+    char comment[400];
+    snprintf(comment, sizeof comment, "copy of weight %s", w->attr.param.key);
+    prepare_kernel(s, name, comment);
+    sched_copy(s, b, pb, pb->elems);
+    s->k = saved;
+    s->prepare = saved_prepare;
+    return s->plain[i] = b;
+}
+
+const LoopBuffer *sched_transposed(Sched *s, const Node *w)
+{
+    FUSE_ASSERT(w->kind == OP_PARAM && w->shape.rank == 2);
+    uint32_t i = w->attr.param.index;
+    if (s->trans[i])
+        return s->trans[i];
+    LoopKernel *saved = s->k;
+    bool saved_prepare = s->prepare;
+    const LoopBuffer *pb = s->params[i];
+    int64_t rows = w->shape.dim[0], cols = w->shape.dim[1];
+    char name[300];
+    snprintf(name, sizeof name, "%s_t", pb->name);
+    LoopBuffer *b = add_buffer(s, name, BUF_PREPARED, i, rows * cols);
+    b->rank = 2;
+    b->shape[0] = cols;
+    b->shape[1] = rows;
+    snprintf(name, sizeof name, "prep_%s", b->name);
+    char comment[400];
+    snprintf(comment, sizeof comment, "weight %s transposed to [%lld, %lld]", w->attr.param.key,
+             (long long)cols, (long long)rows);
+    prepare_kernel(s, name, comment);
+    Pw pw = {.rank = 2, .dim = {cols, rows}, .nsrc = 1};
+    pw.dst.buf = b;
+    pw.dst.st[0] = rows;
+    pw.dst.st[1] = 1;
+    pw.src[0].buf = pb;
+    pw.src[0].st[0] = 1;
+    pw.src[0].st[1] = cols;
+    sched_pointwise(s, &pw);
+    s->k = saved;
+    s->prepare = saved_prepare;
+    return s->trans[i] = b;
+}
+
+const LoopBuffer *sched_value(Sched *s, const Node *n)
+{
+    if (s->val[n->id])
+        return s->val[n->id];
+    if (n->kind == OP_PARAM)
+        return s->val[n->id] = plain_weight(s, n);
+    FUSE_ASSERT(n->kind == OP_SCALAR);
+    LoopKernel *saved = s->k;
+    bool saved_prepare = s->prepare;
+    const LoopBuffer *b = sched_dest(s, n);
+    sched_kernel(s, n, NULL);
+    ls_append(s->p, s->k->body, ls_store(s->p, b, ix_c(s, 0), fx_c(s, n->attr.scalar.value, 1)));
+    s->k = saved;
+    s->prepare = saved_prepare;
+    return b;
+}
+
+/* ---- the driver ---- */
+
+/* Inputs, outputs and weights, in signature order, with the graph's shapes. */
+static void add_signature(Sched *s)
+{
+    const Graph *g = s->g;
+    for (uint32_t i = 0; i < g->ninputs; i++) {
+        const Node *n = g->inputs[i];
+        LoopBuffer *b = add_buffer(s, n->attr.input.name, BUF_INPUT, i, shape_numel(&n->shape));
+        set_shape(b, &n->shape);
+        s->val[n->id] = b;
+    }
+    for (uint32_t o = 0; o < g->noutputs; o++) {
+        const Node *n = g->outputs[o];
+        LoopBuffer *b = add_buffer(s, g->output_names[o], BUF_OUTPUT, o, shape_numel(&n->shape));
+        set_shape(b, &n->shape);
+        s->outputs[o] = b;
+    }
+    for (uint32_t i = 0; i < g->nparams; i++) {
+        const Node *n = g->params[i];
+        LoopBuffer *b = add_buffer(s, n->attr.param.key, BUF_PARAM, i, shape_numel(&n->shape));
+        b->key = arena_strdup(s->p->arena, n->attr.param.key);
+        b->align = 4;
+        set_shape(b, &n->shape);
+        s->params[i] = b;
+    }
+}
+
+/* live[i]: node i contributes to an output (as interp.c decides). */
+static bool *liveness(Sched *s)
+{
+    const Graph *g = s->g;
+    bool *live = ARENA_ARRAY(s->p->arena, bool, g->nnodes + 1);
+    for (uint32_t o = 0; o < g->noutputs; o++)
+        live[g->outputs[o]->id] = true;
+    for (uint32_t i = g->nnodes; i-- > 0;)
+        if (live[i])
+            for (uint32_t j = 0; j < g->nodes[i]->ninputs; j++)
+                live[g->nodes[i]->inputs[j]->id] = true;
+    return live;
+}
+
+/* Dispatches one live node to the lowering of its op class. */
+static void lower_node(Sched *s, const Node *n)
+{
+    switch (op_info[n->kind].cls) {
+    case OPC_SOURCE:
+        return; /* inputs are bound; weights and scalars are made on first use */
+    case OPC_UNARY:
+        sched_unary(s, n);
+        return;
+    case OPC_BINARY:
+        sched_binary(s, n);
+        return;
+    case OPC_REDUCE:
+        sched_reduce(s, n);
+        return;
+    case OPC_SOFTMAX:
+        sched_softmax(s, n);
+        return;
+    case OPC_RESAMPLE:
+        sched_upsample(s, n);
+        return;
+    case OPC_CONCAT:
+        sched_concat(s, n);
+        return;
+    case OPC_POOL:
+        sched_pool(s, n);
+        return;
+    case OPC_ATTENTION:
+        sched_mha(s, n);
+        return;
+    case OPC_NORM:
+        if (n->kind == OP_BATCHNORM)
+            sched_batchnorm(s, n);
+        else
+            sched_layernorm(s, n);
+        return;
+    case OPC_LAYOUT:
+        if (n->kind == OP_VIEW)
+            s->val[n->id] = sched_value(s, n->inputs[0]); /* same elements, same order */
+        else
+            sched_permute(s, n);
+        return;
+    case OPC_CONTRACT:
+        if (n->kind == OP_CONV2D)
+            sched_conv2d(s, n);
+        else if (n->kind == OP_LINEAR)
+            sched_linear(s, n);
+        else
+            sched_matmul(s, n);
+        return;
+    }
+    FUSE_UNREACHABLE();
+}
+
+/* Output positions no kernel wrote directly get a copy of their value. */
+static void copy_outputs(Sched *s)
+{
+    for (uint32_t o = 0; o < s->g->noutputs; o++) {
+        const Node *n = s->g->outputs[o];
+        const LoopBuffer *from = sched_value(s, n);
+        if (from == s->outputs[o])
+            continue;
+        char name[64], comment[300];
+        snprintf(name, sizeof name, "k_out%u_copy", o);
+        snprintf(comment, sizeof comment, "output %s: copy of %s", s->g->output_names[o],
+                 from->name);
+        s->k = loop_add_kernel(s->p, name, comment, false);
+        s->prepare = false;
+        sched_copy(s, s->outputs[o], from, s->outputs[o]->elems);
+    }
+}
+
+LoopProgram *schedule_graph(Ctx *cx, const Graph *g, uint32_t vector_lanes)
+{
+    FUSE_ASSERT(vector_lanes == 4 || vector_lanes == 8 || vector_lanes == 16);
+    Arena *a = cx->loop_arena;
+    LoopProgram *p = loop_program_new(a, g->name);
+    p->vector_lanes = vector_lanes;
+    p->flops = graph_flops(g);
+    p->bytes = graph_bytes(g);
+    char origin[512];
+    snprintf(origin, sizeof origin, "%s, graph %s", cx->src ? cx->src->name : "<spec>", g->name);
+    p->origin = arena_strdup(a, origin);
+
+    Sched s = {.cx = cx, .g = g, .p = p, .vl = vector_lanes};
+    s.val = ARENA_ARRAY(a, const LoopBuffer *, g->nnodes + 1);
+    s.params = ARENA_ARRAY(a, const LoopBuffer *, g->nparams + 1);
+    s.plain = ARENA_ARRAY(a, const LoopBuffer *, g->nparams + 1);
+    s.trans = ARENA_ARRAY(a, const LoopBuffer *, g->nparams + 1);
+    s.outputs = ARENA_ARRAY(a, const LoopBuffer *, g->noutputs + 1);
+    s.claimed = ARENA_ARRAY(a, bool, g->noutputs + 1);
+    add_signature(&s);
+
+    bool *live = liveness(&s);
+    for (uint32_t i = 0; i < g->nnodes; i++)
+        if (live[i])
+            lower_node(&s, g->nodes[i]);
+    copy_outputs(&s);
+    /* Every weight has a prepared form, even one no live kernel reads. */
+    for (uint32_t i = 0; i < g->nparams; i++)
+        if (!s.plain[i] && !s.trans[i])
+            plain_weight(&s, g->params[i]);
+    return p;
+}

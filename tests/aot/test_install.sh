@@ -1,0 +1,39 @@
+#!/bin/sh
+# `cmake --install` gives a package another project can use: find_package(fusec) and
+# fusec_add_kernel() build examples/aot/main.c against the installed fusec, and it runs.
+# Usage: test_install.sh BUILD_DIR SOURCE_DIR PYTHON
+set -eu
+build=$1
+src=$2
+python=$3
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
+mkdir "$tmp/project"
+cp "$src/examples/aot/main.c" "$src/examples/concat_conv.fuse" "$tmp/project/"
+cat >"$tmp/project/CMakeLists.txt" <<'CMAKE'
+cmake_minimum_required(VERSION 3.25)
+project(uses_fusec C)
+find_package(fusec 0.1 REQUIRED)
+add_executable(app main.c)
+fusec_add_kernel(TARGET app SPEC concat_conv.fuse ENTRY fuse_hl DIMS H=16 W=16)
+CMAKE
+cmake -S "$tmp/project" -B "$tmp/project/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake --build "$tmp/project/build" >/dev/null
+# No weights file: the program must fail cleanly, naming the missing file.
+if "$tmp/project/build/app" "$tmp/missing.safetensors" 2>"$tmp/err"; then
+    echo "FAIL: app ran without weights"
+    exit 1
+fi
+grep -q "missing.safetensors" "$tmp/err" || { cat "$tmp/err"; echo "FAIL: no file in message"; exit 1; }
+# With the seed module's weights it runs (its numbers are checked against PyTorch by test_aot.py).
+"$python" - "$tmp/w.safetensors" "$src/tests/conformance" <<'PY'
+import sys
+sys.path.insert(0, sys.argv[2])
+import torch
+from conformance import save_safetensors
+conv = torch.nn.Sequential(torch.nn.Conv2d(256, 128, 1), torch.nn.BatchNorm2d(128))
+save_safetensors({"conv_fuse." + k: v for k, v in conv.state_dict().items()}, sys.argv[1])
+PY
+"$tmp/project/build/app" "$tmp/w.safetensors" --runs 1
+echo "2 passed, 0 failed"
