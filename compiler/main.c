@@ -22,6 +22,7 @@
 #include "arena.h"
 #include "ast.h"
 #include "backend_c.h"
+#include "bench.h"
 #include "ctx.h"
 #include "diag.h"
 #include "front.h"
@@ -309,6 +310,8 @@ static int parse_args(int argc, char **argv, Options *opt)
         return usage_error("--vector-width %ld: expected 4, 8 or 16", opt->vector_width);
     if (opt->cmd == CMD_EMIT_C && !opt->out_path)
         return usage_error("emit-c needs -o OUT.c");
+    if (opt->cmd == CMD_BENCH && strcmp(opt->backend, "interp") == 0)
+        return usage_error("bench measures compiled kernels: use --backend c");
     if (opt->cmd != CMD_RUN && (opt->ninputs || opt->noutputs || opt->random_inputs))
         return usage_error("--input, --output and --random-inputs belong to 'fusec run'");
     if (opt->random_inputs && opt->ninputs)
@@ -626,6 +629,19 @@ static long available_cpus(void)
     return n > 0 ? n : 1;
 }
 
+/* The --threads pool (NULL for one thread). */
+static int make_pool(Ctx *cx, const Options *opt, fuse_rt_pool **pool)
+{
+    long threads = opt->threads ? opt->threads : available_cpus();
+    char err[FUSE_RT_ERR_MAX];
+    *pool = NULL;
+    if (threads > 1 && fuse_rt_pool_create((int)threads, pool, err, sizeof err) != FUSE_RT_OK) {
+        diag_report_file(cx->diag, DIAG_ERROR, NULL, "%s", err);
+        return EXIT_INPUT;
+    }
+    return EXIT_OK;
+}
+
 static uint32_t vector_lanes(const Options *opt)
 {
     return opt->vector_width ? (uint32_t)opt->vector_width : backend_c_host_vector_lanes();
@@ -657,8 +673,7 @@ static int execute_c(Ctx *cx, const Graph *g, const Options *opt, const float **
     char err[FUSE_RT_ERR_MAX] = "";
     fuse_rt_pool *pool = NULL;
     fuse_rt_kernel *k = NULL;
-    long threads = opt->threads ? opt->threads : available_cpus();
-    int rc = threads > 1 ? fuse_rt_pool_create((int)threads, &pool, err, sizeof err) : FUSE_RT_OK;
+    int rc = make_pool(cx, opt, &pool) == EXIT_OK ? FUSE_RT_OK : FUSE_RT_EINVAL;
     if (rc == FUSE_RT_OK)
         rc = kernel.info->create(weights, g->nparams, pool, &k, err, sizeof err);
     if (rc == FUSE_RT_OK) {
@@ -666,7 +681,7 @@ static int execute_c(Ctx *cx, const Graph *g, const Options *opt, const float **
         rc = kernel.info->run(k, inputs, outputs, err, sizeof err);
         *elapsed_ms = now_ms() - t0;
     }
-    if (rc != FUSE_RT_OK)
+    if (rc != FUSE_RT_OK && err[0])
         diag_report_file(cx->diag, DIAG_ERROR, NULL, "%s", err);
     if (k)
         kernel.info->destroy(k);
@@ -714,6 +729,121 @@ static int emit_c(Ctx *cx, const Graph *g, const Options *opt)
     bool ok = backend_c_write(cx, p, opt->out_path, header.data, opt->bounds_checks);
     sb_free(&header);
     return ok ? EXIT_OK : EXIT_INPUT;
+}
+
+/* What bench measured, printed as text or as one JSON line (LANGUAGE.md section 5). */
+typedef struct BenchReport {
+    const double *ms; /* sorted */
+    long runs;
+    int threads;
+    double flops, executed_flops, bytes, compile_ms, peak_gflops;
+    int64_t scratch_bytes, prepared_bytes;
+} BenchReport;
+
+static void print_bench(const Graph *g, const Options *opt, const BenchReport *r)
+{
+    double median = r->ms[r->runs / 2], gflops = r->flops / median / 1e6;
+    double peak_fraction = r->executed_flops / median / 1e6 / r->peak_gflops;
+    if (opt->json) {
+        printf("{\"graph\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"runs\": %ld, "
+               "\"median_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, \"flops\": %.0f, "
+               "\"executed_flops\": %.0f, \"gflops\": %.3f, \"peak_gflops\": %.3f, "
+               "\"peak_fraction\": %.4f, \"bytes\": %.0f, \"compile_ms\": %.3f, "
+               "\"scratch_bytes\": %" PRId64 ", \"prepared_bytes\": %" PRId64 "}\n",
+               g->name, opt->backend, r->threads, r->runs, median, r->ms[0], r->ms[r->runs - 1],
+               r->flops, r->executed_flops, gflops, r->peak_gflops, peak_fraction, r->bytes,
+               r->compile_ms, r->scratch_bytes, r->prepared_bytes);
+        return;
+    }
+    printf("bench %s: backend %s, %d thread%s, %ld runs\n", g->name, opt->backend, r->threads,
+           r->threads == 1 ? "" : "s", r->runs);
+    printf("  median %.3f ms (min %.3f, max %.3f)\n", median, r->ms[0], r->ms[r->runs - 1]);
+    printf("  %.3f GFLOP: %.1f GFLOP/s, %.1f%% of the measured FMA peak (%.1f GFLOP/s)\n",
+           r->flops / 1e9, gflops, 100 * peak_fraction, r->peak_gflops);
+    printf("  compile %.1f ms, scratch %.1f MiB, prepared weights %.1f MiB, moves %.1f MiB\n",
+           r->compile_ms, (double)r->scratch_bytes / 1048576.0,
+           (double)r->prepared_bytes / 1048576.0, r->bytes / 1048576.0);
+}
+
+/* bench: random inputs (and weights unless given), everything allocated once, one warm-up
+ * call, then --runs timed calls. compile_ms runs from the spec text to a created kernel,
+ * reading the weights file excluded. */
+static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compile_start_ms)
+{
+    const float **params = xcalloc(g->nparams + 1, sizeof(float *));
+    float **owned_params = xcalloc(g->nparams + 1, sizeof(float *));
+    float **inputs = xcalloc(g->ninputs + 1, sizeof(float *));
+    float **outputs = xcalloc(g->noutputs + 1, sizeof(float *));
+    fuse_rt_weight *weights = xcalloc(g->nparams + 1, sizeof(fuse_rt_weight));
+    double *ms = xcalloc((size_t)opt->runs, sizeof(double));
+    fuse_rt_safetensors *file = NULL;
+    fuse_rt_pool *pool = NULL;
+    fuse_rt_kernel *k = NULL;
+    CKernel kernel = {0};
+    char err[FUSE_RT_ERR_MAX] = "";
+
+    double weights_start = bench_now_ms();
+    int status = bind_weights(cx, g, opt->weights, params, owned_params, &file);
+    double weights_ms = bench_now_ms() - weights_start;
+    if (status == EXIT_OK)
+        status = random_inputs(g, inputs);
+    for (uint32_t i = 0; status == EXIT_OK && i < g->noutputs; i++) {
+        outputs[i] = fuse_rt_alloc((size_t)shape_numel(&g->outputs[i]->shape) * sizeof(float));
+        if (!outputs[i])
+            status = EXIT_INPUT;
+    }
+    if (status == EXIT_OK)
+        status = make_pool(cx, opt, &pool);
+    LoopProgram *p = status == EXIT_OK ? lower(cx, g, opt) : NULL;
+    if (status == EXIT_OK && (!p || !backend_c_load(cx, p, opt->bounds_checks, &kernel)))
+        status = EXIT_INPUT;
+    for (uint32_t i = 0; status == EXIT_OK && i < g->nparams; i++)
+        weights[i] = (fuse_rt_weight){g->params[i]->attr.param.key, params[i],
+                                      g->params[i]->shape.rank, g->params[i]->shape.dim};
+    if (status == EXIT_OK &&
+        kernel.info->create(weights, g->nparams, pool, &k, err, sizeof err) != FUSE_RT_OK)
+        status = EXIT_INPUT;
+    BenchReport r = {.ms = ms, .runs = opt->runs, .threads = fuse_rt_pool_threads(pool)};
+    r.compile_ms = bench_now_ms() - compile_start_ms - weights_ms;
+    if (status == EXIT_OK && !bench_time_runs(kernel.info, k, (const float *const *)inputs, outputs,
+                                              opt->runs, ms, err, sizeof err))
+        status = EXIT_INPUT;
+    if (status == EXIT_OK) {
+        r.peak_gflops = bench_fma_peak_gflops(cx, pool, p->vector_lanes);
+        if (r.peak_gflops <= 0)
+            status = EXIT_INPUT;
+    }
+    if (status == EXIT_OK) {
+        r.flops = kernel.info->flops;
+        r.executed_flops = r.flops; /* no pass rewrites the graph yet */
+        r.bytes = kernel.info->bytes;
+        r.scratch_bytes =
+            kernel.info->scratch_bytes + r.threads * kernel.info->thread_scratch_bytes;
+        r.prepared_bytes = kernel.info->prepared_bytes;
+        print_bench(g, opt, &r);
+    } else if (err[0]) {
+        diag_report_file(cx->diag, DIAG_ERROR, NULL, "%s", err);
+    }
+
+    if (k)
+        kernel.info->destroy(k);
+    backend_c_unload(&kernel);
+    fuse_rt_pool_destroy(pool);
+    for (uint32_t i = 0; i < g->ninputs; i++)
+        fuse_rt_free(inputs[i]);
+    for (uint32_t i = 0; i < g->noutputs; i++)
+        fuse_rt_free(outputs[i]);
+    for (uint32_t i = 0; i < g->nparams; i++)
+        fuse_rt_free(owned_params[i]);
+    if (file)
+        fuse_rt_safetensors_close(file);
+    free(params);
+    free(owned_params);
+    free(inputs);
+    free(outputs);
+    free(weights);
+    free(ms);
+    return status;
 }
 
 static int run_graph(Ctx *cx, const Graph *g, const Options *opt)
@@ -787,7 +917,7 @@ static int check_weights(Ctx *cx, const Graph *g, const char *path)
 
 static int run_command(const Options *opt)
 {
-    if (opt->cmd == CMD_EMIT_LLVM || opt->cmd == CMD_BENCH)
+    if (opt->cmd == CMD_EMIT_LLVM)
         return usage_error("'%s' is not available in this build yet", command_names[opt->cmd]);
     Source *src = read_spec(opt->file);
     if (!src)
@@ -802,6 +932,7 @@ static int run_command(const Options *opt)
     cx.ndims = opt->ndims;
 
     int status;
+    double compile_start_ms = bench_now_ms();
     Graph *g = compile(&cx, opt, &status);
     if (g && opt->dump && strcmp(opt->dump, "loops") == 0) {
         LoopProgram *p = lower(&cx, g, opt);
@@ -819,6 +950,8 @@ static int run_command(const Options *opt)
         status = run_graph(&cx, g, opt);
     else if (g && opt->cmd == CMD_EMIT_C)
         status = emit_c(&cx, g, opt);
+    else if (g && opt->cmd == CMD_BENCH)
+        status = bench_graph(&cx, g, opt, compile_start_ms);
     if (status == EXIT_OK && diag_has_errors(&diag))
         status = EXIT_INPUT;
     ctx_free(&cx);
