@@ -46,6 +46,23 @@ char *shape_format(const Shape *s, char *buf, size_t size)
     return buf;
 }
 
+void matmul_batch_shapes(const Shape *a, const Shape *b, Shape *batch_a, Shape *batch_b,
+                         Shape *batch)
+{
+    *batch_a = (Shape){.rank = a->rank >= 2 ? a->rank - 2 : 0};
+    *batch_b = (Shape){.rank = b->rank >= 2 ? b->rank - 2 : 0};
+    memcpy(batch_a->dim, a->dim, batch_a->rank * sizeof(int64_t));
+    memcpy(batch_b->dim, b->dim, batch_b->rank * sizeof(int64_t));
+    *batch = (Shape){.rank = batch_a->rank > batch_b->rank ? batch_a->rank : batch_b->rank};
+    for (uint32_t d = 0; d < batch->rank; d++) {
+        uint32_t from_a = batch->rank - batch_a->rank, from_b = batch->rank - batch_b->rank;
+        int64_t da = d >= from_a ? batch_a->dim[d - from_a] : 1;
+        int64_t db = d >= from_b ? batch_b->dim[d - from_b] : 1;
+        FUSE_ASSERT(da == db || da == 1 || db == 1);
+        batch->dim[d] = da == 1 ? db : da;
+    }
+}
+
 Graph *graph_new(Arena *arena, const char *name)
 {
     Graph *g = ARENA_NEW(arena, Graph);

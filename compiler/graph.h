@@ -179,6 +179,12 @@ Node *graph_add_param(Graph *g, const char *key, const Shape *shape, ParamInit i
 Node *graph_add_scalar(Graph *g, float value, Span span);
 void graph_add_output(Graph *g, const char *name, Node *value);
 
+/* torch.matmul's batch axes for operands of shapes a and b: batch_a and batch_b are the
+ * operands' shapes without their last two axes (none for a 1-D operand), batch their
+ * broadcast. Requires: the shapes are compatible (build checked them). */
+void matmul_batch_shapes(const Shape *a, const Shape *b, Shape *batch_a, Shape *batch_b,
+                         Shape *batch);
+
 /* Writes the graph as text (--dump=graph); the format is what the golden tests compare. */
 void graph_dump(const Graph *g, FILE *out);
 /* Checks the IR invariants (topological order, arities, ranks). Returns false and prints the

@@ -443,19 +443,8 @@ static bool eval_matmul(Run *r, const Node *n, float *out)
     int64_t nn = bs->rank >= 2 ? bs->dim[bs->rank - 1] : 1;
     FUSE_ASSERT((bs->rank >= 2 ? bs->dim[bs->rank - 2] : bs->dim[0]) == k);
 
-    /* Batch shapes: all but the last two axes (none for a 1-D operand). */
-    Shape ba = {0}, bb = {0}, bo = {0};
-    ba.rank = as->rank >= 2 ? as->rank - 2 : 0;
-    bb.rank = bs->rank >= 2 ? bs->rank - 2 : 0;
-    memcpy(ba.dim, as->dim, ba.rank * sizeof(int64_t));
-    memcpy(bb.dim, bs->dim, bb.rank * sizeof(int64_t));
-    bo.rank = ba.rank > bb.rank ? ba.rank : bb.rank;
-    for (uint32_t d = 0; d < bo.rank; d++) {
-        int64_t da = d + ba.rank >= bo.rank ? ba.dim[d + ba.rank - bo.rank] : 1;
-        int64_t db = d + bb.rank >= bo.rank ? bb.dim[d + bb.rank - bo.rank] : 1;
-        FUSE_ASSERT(da == db || da == 1 || db == 1);
-        bo.dim[d] = da == 1 ? db : da;
-    }
+    Shape ba, bb, bo;
+    matmul_batch_shapes(as, bs, &ba, &bb, &bo);
     int64_t batches = shape_numel(&bo);
     FUSE_ASSERT(batches * m * nn == shape_numel(&n->shape));
     int64_t sa[FUSE_MAX_RANK], sb[FUSE_MAX_RANK];

@@ -562,28 +562,83 @@ static int write_outputs(Ctx *cx, const Graph *g, const IoArg *const *slots, flo
 }
 
 /* Weights: from the file, or deterministic random values (with a warning). */
-static int bind_weights(Ctx *cx, const Graph *g, const char *path, const float **data,
-                        float **owned, fuse_rt_safetensors **file)
+/* The host side of one execution: weights (bound from the file or generated), the table
+ * create() takes, inputs and outputs. */
+typedef struct HostTensors {
+    const float **params;      /* g->params[i]'s values: in the file or in owned_params */
+    float **owned_params;      /* owns: generated weights */
+    fuse_rt_weight *weights;   /* the table create() takes, over params */
+    float **inputs, **outputs; /* owns */
+    fuse_rt_safetensors *file; /* owns */
+} HostTensors;
+
+static void host_init(HostTensors *t, const Graph *g)
+{
+    t->params = xcalloc(g->nparams + 1, sizeof(float *));
+    t->owned_params = xcalloc(g->nparams + 1, sizeof(float *));
+    t->weights = xcalloc(g->nparams + 1, sizeof(fuse_rt_weight));
+    t->inputs = xcalloc(g->ninputs + 1, sizeof(float *));
+    t->outputs = xcalloc(g->noutputs + 1, sizeof(float *));
+    t->file = NULL;
+}
+
+static void host_free(HostTensors *t, const Graph *g)
+{
+    for (uint32_t i = 0; i < g->ninputs; i++)
+        fuse_rt_free(t->inputs[i]);
+    for (uint32_t i = 0; i < g->noutputs; i++)
+        fuse_rt_free(t->outputs[i]);
+    for (uint32_t i = 0; i < g->nparams; i++)
+        fuse_rt_free(t->owned_params[i]);
+    if (t->file)
+        fuse_rt_safetensors_close(t->file);
+    free(t->params);
+    free(t->owned_params);
+    free(t->weights);
+    free(t->inputs);
+    free(t->outputs);
+}
+
+/* Weights: from the file, or deterministic random values (with a warning). */
+static int host_bind_weights(Ctx *cx, const Graph *g, const char *path, HostTensors *t)
 {
     if (path) {
-        *file = weights_bind_file(cx, g, path, data);
-        return *file ? EXIT_OK : EXIT_INPUT;
-    }
-    if (g->nparams)
+        t->file = weights_bind_file(cx, g, path, t->params);
+        if (!t->file)
+            return EXIT_INPUT;
+    } else if (g->nparams) {
         diag_report_file(cx->diag, DIAG_WARNING, NULL,
                          "no --weights given: filling %u parameter%s with deterministic "
                          "pseudo-random values",
                          g->nparams, g->nparams == 1 ? "" : "s");
+    }
     for (uint32_t i = 0; i < g->nparams; i++) {
-        size_t n = (size_t)shape_numel(&g->params[i]->shape);
-        owned[i] = fuse_rt_alloc(n * sizeof(float));
-        if (!owned[i]) {
-            fprintf(stderr, "fusec: error: out of memory for weight '%s'\n",
-                    g->params[i]->attr.param.key);
+        const Node *param = g->params[i];
+        if (!path) {
+            t->owned_params[i] = fuse_rt_alloc((size_t)shape_numel(&param->shape) * sizeof(float));
+            if (!t->owned_params[i]) {
+                diag_report_file(cx->diag, DIAG_ERROR, NULL, "out of memory for weight '%s'",
+                                 param->attr.param.key);
+                return EXIT_INPUT;
+            }
+            weights_fill_random(param, t->owned_params[i]);
+            t->params[i] = t->owned_params[i];
+        }
+        t->weights[i] = (fuse_rt_weight){param->attr.param.key, t->params[i], param->shape.rank,
+                                         param->shape.dim};
+    }
+    return EXIT_OK;
+}
+
+static int host_alloc_outputs(Ctx *cx, const Graph *g, HostTensors *t)
+{
+    for (uint32_t i = 0; i < g->noutputs; i++) {
+        t->outputs[i] = fuse_rt_alloc((size_t)shape_numel(&g->outputs[i]->shape) * sizeof(float));
+        if (!t->outputs[i]) {
+            diag_report_file(cx->diag, DIAG_ERROR, NULL, "out of memory for output '%s'",
+                             g->output_names[i]);
             return EXIT_INPUT;
         }
-        weights_fill_random(g->params[i], owned[i]);
-        data[i] = owned[i];
     }
     return EXIT_OK;
 }
@@ -657,28 +712,22 @@ static LoopProgram *lower(Ctx *cx, const Graph *g, const Options *opt)
 }
 
 /* Runs g with the C backend: generate, compile, load, create, run once (timed), destroy. */
-static int execute_c(Ctx *cx, const Graph *g, const Options *opt, const float **params,
-                     const float *const *inputs, float *const *outputs, double *elapsed_ms)
+static int execute_c(Ctx *cx, const Graph *g, const Options *opt, const HostTensors *t,
+                     double *elapsed_ms)
 {
     LoopProgram *p = lower(cx, g, opt);
     CKernel kernel;
     if (!p || !backend_c_load(cx, p, opt->bounds_checks, &kernel))
         return EXIT_INPUT;
-    fuse_rt_weight *weights = xcalloc(g->nparams + 1, sizeof(fuse_rt_weight));
-    for (uint32_t i = 0; i < g->nparams; i++) {
-        const Node *param = g->params[i];
-        weights[i] =
-            (fuse_rt_weight){param->attr.param.key, params[i], param->shape.rank, param->shape.dim};
-    }
     char err[FUSE_RT_ERR_MAX] = "";
     fuse_rt_pool *pool = NULL;
     fuse_rt_kernel *k = NULL;
     int rc = make_pool(cx, opt, &pool) == EXIT_OK ? FUSE_RT_OK : FUSE_RT_EINVAL;
     if (rc == FUSE_RT_OK)
-        rc = kernel.info->create(weights, g->nparams, pool, &k, err, sizeof err);
+        rc = kernel.info->create(t->weights, g->nparams, pool, &k, err, sizeof err);
     if (rc == FUSE_RT_OK) {
         double t0 = now_ms();
-        rc = kernel.info->run(k, inputs, outputs, err, sizeof err);
+        rc = kernel.info->run(k, (const float *const *)t->inputs, t->outputs, err, sizeof err);
         *elapsed_ms = now_ms() - t0;
     }
     if (rc != FUSE_RT_OK && err[0])
@@ -687,19 +736,19 @@ static int execute_c(Ctx *cx, const Graph *g, const Options *opt, const float **
         kernel.info->destroy(k);
     fuse_rt_pool_destroy(pool);
     backend_c_unload(&kernel);
-    free(weights);
     return rc == FUSE_RT_OK ? EXIT_OK : EXIT_INPUT;
 }
 
 /* Computes g's outputs with the chosen backend. */
-static int execute(Ctx *cx, const Graph *g, const Options *opt, const float **params,
-                   const float *const *inputs, float *const *outputs, double *elapsed_ms)
+static int execute(Ctx *cx, const Graph *g, const Options *opt, const HostTensors *t,
+                   double *elapsed_ms)
 {
     if (strcmp(opt->backend, "c") == 0)
-        return execute_c(cx, g, opt, params, inputs, outputs, elapsed_ms);
+        return execute_c(cx, g, opt, t, elapsed_ms);
     char err[256];
     double t0 = now_ms();
-    bool ok = interp_run(g, params, inputs, outputs, err, sizeof err);
+    bool ok =
+        interp_run(g, t->params, (const float *const *)t->inputs, t->outputs, err, sizeof err);
     *elapsed_ms = now_ms() - t0;
     if (!ok) {
         diag_report_file(cx->diag, DIAG_ERROR, NULL, "%s", err);
@@ -770,43 +819,33 @@ static void print_bench(const Graph *g, const Options *opt, const BenchReport *r
  * reading the weights file excluded. */
 static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compile_start_ms)
 {
-    const float **params = xcalloc(g->nparams + 1, sizeof(float *));
-    float **owned_params = xcalloc(g->nparams + 1, sizeof(float *));
-    float **inputs = xcalloc(g->ninputs + 1, sizeof(float *));
-    float **outputs = xcalloc(g->noutputs + 1, sizeof(float *));
-    fuse_rt_weight *weights = xcalloc(g->nparams + 1, sizeof(fuse_rt_weight));
+    HostTensors t;
+    host_init(&t, g);
     double *ms = xcalloc((size_t)opt->runs, sizeof(double));
-    fuse_rt_safetensors *file = NULL;
     fuse_rt_pool *pool = NULL;
     fuse_rt_kernel *k = NULL;
     CKernel kernel = {0};
     char err[FUSE_RT_ERR_MAX] = "";
 
     double weights_start = bench_now_ms();
-    int status = bind_weights(cx, g, opt->weights, params, owned_params, &file);
+    int status = host_bind_weights(cx, g, opt->weights, &t);
     double weights_ms = bench_now_ms() - weights_start;
     if (status == EXIT_OK)
-        status = random_inputs(g, inputs);
-    for (uint32_t i = 0; status == EXIT_OK && i < g->noutputs; i++) {
-        outputs[i] = fuse_rt_alloc((size_t)shape_numel(&g->outputs[i]->shape) * sizeof(float));
-        if (!outputs[i])
-            status = EXIT_INPUT;
-    }
+        status = random_inputs(g, t.inputs);
+    if (status == EXIT_OK)
+        status = host_alloc_outputs(cx, g, &t);
     if (status == EXIT_OK)
         status = make_pool(cx, opt, &pool);
     LoopProgram *p = status == EXIT_OK ? lower(cx, g, opt) : NULL;
     if (status == EXIT_OK && (!p || !backend_c_load(cx, p, opt->bounds_checks, &kernel)))
         status = EXIT_INPUT;
-    for (uint32_t i = 0; status == EXIT_OK && i < g->nparams; i++)
-        weights[i] = (fuse_rt_weight){g->params[i]->attr.param.key, params[i],
-                                      g->params[i]->shape.rank, g->params[i]->shape.dim};
     if (status == EXIT_OK &&
-        kernel.info->create(weights, g->nparams, pool, &k, err, sizeof err) != FUSE_RT_OK)
+        kernel.info->create(t.weights, g->nparams, pool, &k, err, sizeof err) != FUSE_RT_OK)
         status = EXIT_INPUT;
     BenchReport r = {.ms = ms, .runs = opt->runs, .threads = fuse_rt_pool_threads(pool)};
     r.compile_ms = bench_now_ms() - compile_start_ms - weights_ms;
-    if (status == EXIT_OK && !bench_time_runs(kernel.info, k, (const float *const *)inputs, outputs,
-                                              opt->runs, ms, err, sizeof err))
+    if (status == EXIT_OK && !bench_time_runs(kernel.info, k, (const float *const *)t.inputs,
+                                              t.outputs, opt->runs, ms, err, sizeof err))
         status = EXIT_INPUT;
     if (status == EXIT_OK) {
         r.peak_gflops = bench_fma_peak_gflops(cx, pool, p->vector_lanes);
@@ -829,19 +868,7 @@ static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compi
         kernel.info->destroy(k);
     backend_c_unload(&kernel);
     fuse_rt_pool_destroy(pool);
-    for (uint32_t i = 0; i < g->ninputs; i++)
-        fuse_rt_free(inputs[i]);
-    for (uint32_t i = 0; i < g->noutputs; i++)
-        fuse_rt_free(outputs[i]);
-    for (uint32_t i = 0; i < g->nparams; i++)
-        fuse_rt_free(owned_params[i]);
-    if (file)
-        fuse_rt_safetensors_close(file);
-    free(params);
-    free(owned_params);
-    free(inputs);
-    free(outputs);
-    free(weights);
+    host_free(&t, g);
     free(ms);
     return status;
 }
@@ -853,11 +880,8 @@ static int run_graph(Ctx *cx, const Graph *g, const Options *opt)
         in_names[i] = g->inputs[i]->attr.input.name;
     const IoArg **in_slots = xcalloc(g->ninputs + 1, sizeof(IoArg *));
     const IoArg **out_slots = xcalloc(g->noutputs + 1, sizeof(IoArg *));
-    const float **params = xcalloc(g->nparams + 1, sizeof(float *));
-    float **owned_params = xcalloc(g->nparams + 1, sizeof(float *));
-    float **inputs = xcalloc(g->ninputs + 1, sizeof(float *));
-    float **outputs = xcalloc(g->noutputs + 1, sizeof(float *));
-    fuse_rt_safetensors *file = NULL;
+    HostTensors t;
+    host_init(&t, g);
 
     int status = match_io("input", opt->inputs, opt->ninputs, in_names, g->ninputs, in_slots,
                           !opt->random_inputs);
@@ -865,41 +889,24 @@ static int run_graph(Ctx *cx, const Graph *g, const Options *opt)
         status = match_io("output", opt->outputs, opt->noutputs, g->output_names, g->noutputs,
                           out_slots, false);
     if (status == EXIT_OK)
-        status = bind_weights(cx, g, opt->weights, params, owned_params, &file);
+        status = host_bind_weights(cx, g, opt->weights, &t);
     if (status == EXIT_OK)
-        status =
-            opt->random_inputs ? random_inputs(g, inputs) : read_inputs(cx, g, in_slots, inputs);
-    for (uint32_t i = 0; status == EXIT_OK && i < g->noutputs; i++) {
-        size_t n = (size_t)shape_numel(&g->outputs[i]->shape);
-        outputs[i] = fuse_rt_alloc(n * sizeof(float));
-        if (!outputs[i]) {
-            fprintf(stderr, "fusec: error: out of memory for output '%s'\n", g->output_names[i]);
-            status = EXIT_INPUT;
-        }
-    }
+        status = opt->random_inputs ? random_inputs(g, t.inputs)
+                                    : read_inputs(cx, g, in_slots, t.inputs);
+    if (status == EXIT_OK)
+        status = host_alloc_outputs(cx, g, &t);
     double elapsed_ms = 0;
     if (status == EXIT_OK)
-        status = execute(cx, g, opt, params, (const float *const *)inputs, outputs, &elapsed_ms);
+        status = execute(cx, g, opt, &t, &elapsed_ms);
     if (status == EXIT_OK)
-        status = write_outputs(cx, g, out_slots, outputs);
+        status = write_outputs(cx, g, out_slots, t.outputs);
     if (status == EXIT_OK)
-        print_run_report(g, opt, out_slots, outputs, elapsed_ms);
+        print_run_report(g, opt, out_slots, t.outputs, elapsed_ms);
 
-    for (uint32_t i = 0; i < g->ninputs; i++)
-        fuse_rt_free(inputs[i]);
-    for (uint32_t i = 0; i < g->noutputs; i++)
-        fuse_rt_free(outputs[i]);
-    for (uint32_t i = 0; i < g->nparams; i++)
-        fuse_rt_free(owned_params[i]);
-    if (file)
-        fuse_rt_safetensors_close(file);
+    host_free(&t, g);
     free(in_names);
     free(in_slots);
     free(out_slots);
-    free(params);
-    free(owned_params);
-    free(inputs);
-    free(outputs);
     return status;
 }
 

@@ -254,17 +254,8 @@ void sched_matmul(Sched *s, const Node *n)
     const Shape *as = &n->inputs[0]->shape, *bs = &n->inputs[1]->shape;
     int64_t m = as->rank >= 2 ? as->dim[as->rank - 2] : 1, k = as->dim[as->rank - 1];
     int64_t nn = bs->rank >= 2 ? bs->dim[bs->rank - 1] : 1;
-    Shape ba = {0}, bb = {0}, bo = {0};
-    ba.rank = as->rank >= 2 ? as->rank - 2 : 0;
-    bb.rank = bs->rank >= 2 ? bs->rank - 2 : 0;
-    memcpy(ba.dim, as->dim, ba.rank * sizeof(int64_t));
-    memcpy(bb.dim, bs->dim, bb.rank * sizeof(int64_t));
-    bo.rank = ba.rank > bb.rank ? ba.rank : bb.rank;
-    for (uint32_t d = 0; d < bo.rank; d++) {
-        int64_t da = d + ba.rank >= bo.rank ? ba.dim[d + ba.rank - bo.rank] : 1;
-        int64_t db = d + bb.rank >= bo.rank ? bb.dim[d + bb.rank - bo.rank] : 1;
-        bo.dim[d] = da == 1 ? db : da;
-    }
+    Shape ba, bb, bo;
+    matmul_batch_shapes(as, bs, &ba, &bb, &bo);
     Gemm g = {.m = m, .n = nn, .k = k, .lda = k, .ldb = nn, .ldc = nn, .scale = 1.0f};
     g.nbatch = bo.rank;
     memcpy(g.bdim, bo.dim, sizeof g.bdim);
