@@ -1,11 +1,15 @@
 #!/bin/sh
 # `cmake --install` gives a package another project can use: find_package(fusec) and
 # fusec_add_kernel() build examples/aot/main.c against the installed fusec, and it runs.
-# Usage: test_install.sh BUILD_DIR SOURCE_DIR PYTHON
+# Usage: test_install.sh BUILD_DIR SOURCE_DIR PYTHON CC [FLAGS]
+# CC and FLAGS build the other project as fusec was built (a sanitizer build installs an
+# instrumented runtime, which only links into an instrumented program).
 set -eu
 build=$1
 src=$2
 python=$3
+cc=$4
+flags=${5:-}
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
@@ -18,7 +22,8 @@ find_package(fusec 0.1 REQUIRED)
 add_executable(app main.c)
 fusec_add_kernel(TARGET app SPEC concat_conv.fuse ENTRY fuse_hl DIMS H=16 W=16)
 CMAKE
-cmake -S "$tmp/project" -B "$tmp/project/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" >/dev/null
+cmake -S "$tmp/project" -B "$tmp/project/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
+    -DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
 cmake --build "$tmp/project/build" >/dev/null
 # No weights file: the program must fail cleanly, naming the missing file.
 if "$tmp/project/build/app" "$tmp/missing.safetensors" 2>"$tmp/err"; then
