@@ -79,6 +79,20 @@ expect 0 "" -- emit-c "$tmp/one.fuse" -o "$tmp/k.c"
 expect 1 "cannot create" -- emit-c "$tmp/one.fuse" -o "$tmp/no/such/k.c"
 expect 0 "" -- run "$tmp/one.fuse" --random-inputs --backend c --threads 2 --bounds-checks
 expect 2 "not available" -- run "$tmp/one.fuse" --random-inputs --backend jit
+
+# A C compiler that fails is an internal error; the generated code is kept for inspection.
+mkdir "$tmp/cc"
+env TMPDIR="$tmp/cc" CC=false "$fusec" run "$tmp/one.fuse" --random-inputs --backend c \
+    >/dev/null 2>"$tmp/cc.err"
+status=$?
+if [ "$status" = 1 ] && grep -q "internal error: the C compiler 'false' failed" "$tmp/cc.err" &&
+    ls "$tmp"/cc/fusec-*/kernel.c >/dev/null 2>&1; then
+    passes=$((passes + 1))
+else
+    echo "FAIL: a failing C compiler: exit $status, or no message, or kernel.c not kept"
+    cat "$tmp/cc.err"
+    failures=$((failures + 1))
+fi
 expect 2 "unknown backend" -- run "$tmp/one.fuse" --backend cuda --random-inputs
 
 # run: inputs and outputs by name
