@@ -35,7 +35,16 @@
 #include "util.h"
 #include "weights.h"
 
+#ifdef FUSE_WITH_LLVM
+#include "jit.h"
+#endif
+
 #define FUSEC_VERSION "0.1.0"
+#ifdef FUSE_WITH_LLVM
+#define FUSEC_BACKENDS "jit c interp"
+#else
+#define FUSEC_BACKENDS "c interp"
+#endif
 
 enum { EXIT_OK = 0, EXIT_INPUT = 1, EXIT_USAGE = 2 };
 
@@ -71,6 +80,9 @@ typedef struct Options {
     size_t ninputs;
     IoArg *outputs; /* owns */
     size_t noutputs;
+#ifdef FUSE_WITH_LLVM
+    JitOptions jit; /* --cpu, --features (NULL: the host's) */
+#endif
 } Options;
 
 static void usage(FILE *out)
@@ -80,7 +92,7 @@ static void usage(FILE *out)
         "  fusec check     FILE [--entry NAME] [--dim K=V[,K=V...]]... [--weights W.safetensors]\n"
         "                       [--prefix P] [--dump=tokens|ast|graph|loops]\n"
         "  fusec run       FILE [same options] --input [NAME=]X.npy ... --output [NAME=]Y.npy ...\n"
-        "                       [--backend c|interp] [--threads N]\n"
+        "                       [--backend jit|c|interp] [--threads N]\n"
         "  fusec run       FILE [same options] --random-inputs [--output ...]\n"
         "  fusec emit-c    FILE [same options] -o OUT.c [--header OUT.h]\n"
         "  fusec emit-llvm FILE [same options] -o OUT.ll\n"
@@ -92,7 +104,9 @@ static void usage(FILE *out)
         "(random weights when --weights is not given) and writes .npy outputs. emit-c writes the\n"
         "kernel as C, with its header and fuse_rt.h, for a program to compile in.\n"
         "Code generation: --vector-width 4|8|16 (default: the host's widest), --bounds-checks\n"
-        "(generated code checks every index; for testing).\n"
+        "(generated code checks every index; c only; for testing), --cpu NAME and\n"
+        "--features LIST (jit and emit-llvm: the LLVM target instead of the host's).\n"
+        "The default backend is jit in a build with LLVM, else c.\n"
         "Exit status: 0 success, 1 a problem in the input files, 2 a usage error.\n",
         out);
 }
@@ -212,8 +226,13 @@ static bool option_is(const char *arg, const char *name)
 static int parse_args(int argc, char **argv, Options *opt)
 {
     static const char *const value_options[] = {
-        "--entry",   "--dim",  "--weights", "--prefix", "--input", "--output",      "--backend",
-        "--threads", "--runs", "--dump",    "--header", "-o",      "--vector-width"};
+        "--entry",  "--dim",      "--weights",      "--prefix", "--input",
+        "--output", "--backend",  "--threads",      "--runs",   "--dump",
+        "--header", "-o",         "--vector-width",
+#ifdef FUSE_WITH_LLVM
+        "--cpu",    "--features",
+#endif
+    };
     const char *cmd = argv[1];
     size_t c = 0;
     while (c < countof(command_names) && strcmp(cmd, command_names[c]) != 0)
@@ -288,6 +307,12 @@ static int parse_args(int argc, char **argv, Options *opt)
             opt->header_path = value;
         else if (strcmp(name, "--vector-width") == 0)
             status = parse_long("--vector-width", value, 1, &opt->vector_width);
+#ifdef FUSE_WITH_LLVM
+        else if (strcmp(name, "--cpu") == 0)
+            opt->jit.cpu = value;
+        else if (strcmp(name, "--features") == 0)
+            opt->jit.features = value;
+#endif
         else
             opt->out_path = value;
         if (status != EXIT_OK)
@@ -298,9 +323,17 @@ static int parse_args(int argc, char **argv, Options *opt)
     if (opt->dump && strcmp(opt->dump, "tokens") != 0 && strcmp(opt->dump, "ast") != 0 &&
         strcmp(opt->dump, "graph") != 0 && strcmp(opt->dump, "loops") != 0)
         return usage_error("unknown --dump '%s': expected tokens, ast, graph or loops", opt->dump);
-    if (!opt->backend)
-        opt->backend = "c"; /* TODO(#4): jit in a build with LLVM */
-    if (strcmp(opt->backend, "interp") != 0 && strcmp(opt->backend, "c") != 0) {
+    if (!opt->backend) /* LANGUAGE.md section 5: jit in a build with LLVM, else c */
+#ifdef FUSE_WITH_LLVM
+        opt->backend = "jit";
+#else
+        opt->backend = "c";
+#endif
+    if (strcmp(opt->backend, "interp") != 0 && strcmp(opt->backend, "c") != 0
+#ifdef FUSE_WITH_LLVM
+        && strcmp(opt->backend, "jit") != 0
+#endif
+    ) {
         if (strcmp(opt->backend, "jit") == 0)
             return usage_error("backend 'jit' is not available in this build; use c or interp");
         return usage_error("unknown backend '%s': expected jit, c or interp", opt->backend);
@@ -310,8 +343,12 @@ static int parse_args(int argc, char **argv, Options *opt)
         return usage_error("--vector-width %ld: expected 4, 8 or 16", opt->vector_width);
     if (opt->cmd == CMD_EMIT_C && !opt->out_path)
         return usage_error("emit-c needs -o OUT.c");
+#ifdef FUSE_WITH_LLVM
+    if (opt->cmd == CMD_EMIT_LLVM && !opt->out_path)
+        return usage_error("emit-llvm needs -o OUT.ll");
+#endif
     if (opt->cmd == CMD_BENCH && strcmp(opt->backend, "interp") == 0)
-        return usage_error("bench measures compiled kernels: use --backend c");
+        return usage_error("bench measures compiled kernels: use --backend jit or c");
     if (opt->cmd != CMD_RUN && (opt->ninputs || opt->noutputs || opt->random_inputs))
         return usage_error("--input, --output and --random-inputs belong to 'fusec run'");
     if (opt->random_inputs && opt->ninputs)
@@ -711,40 +748,106 @@ static LoopProgram *lower(Ctx *cx, const Graph *g, const Options *opt)
     return p;
 }
 
-/* Runs g with the C backend: generate, compile, load, create, run once (timed), destroy. */
-static int execute_c(Ctx *cx, const Graph *g, const Options *opt, const HostTensors *t,
-                     double *elapsed_ms)
+/* A graph compiled by one of the code generators: the kernel API and what keeps it alive. */
+typedef struct Compiled {
+    const fuse_rt_kernel_info *info;
+    uint32_t vector_lanes;
+    CKernel c; /* backend c: the loaded shared object */
+#ifdef FUSE_WITH_LLVM
+    Jit *jit; /* backend jit */
+#endif
+} Compiled;
+
+/* Lowers g and compiles it with opt->backend (c or jit). Returns an exit status. */
+static int compile_kernel(Ctx *cx, const Graph *g, const Options *opt, Compiled *out)
 {
+    memset(out, 0, sizeof *out);
     LoopProgram *p = lower(cx, g, opt);
-    CKernel kernel;
-    if (!p || !backend_c_load(cx, p, opt->bounds_checks, &kernel))
+    if (!p)
         return EXIT_INPUT;
+    out->vector_lanes = p->vector_lanes;
+#ifdef FUSE_WITH_LLVM
+    if (strcmp(opt->backend, "jit") == 0) {
+        if (opt->bounds_checks)
+            return usage_error("--bounds-checks needs --backend c: the JIT has no checked mode");
+        out->jit = jit_compile(cx, p, &opt->jit);
+        out->info = out->jit ? jit_kernel_info(out->jit) : NULL;
+        return out->info ? EXIT_OK : EXIT_INPUT;
+    }
+#endif
+    if (!backend_c_load(cx, p, opt->bounds_checks, &out->c))
+        return EXIT_INPUT;
+    out->info = out->c.info;
+    return EXIT_OK;
+}
+
+static void release_kernel(Compiled *k)
+{
+#ifdef FUSE_WITH_LLVM
+    jit_free(k->jit);
+#endif
+    backend_c_unload(&k->c);
+    memset(k, 0, sizeof *k);
+}
+
+/* Runs g with a code generator: compile, create, run once (timed), destroy. */
+static int execute_compiled(Ctx *cx, const Graph *g, const Options *opt, const HostTensors *t,
+                            double *elapsed_ms)
+{
+    Compiled kernel;
+    int status = compile_kernel(cx, g, opt, &kernel);
+    if (status != EXIT_OK) {
+        release_kernel(&kernel);
+        return status;
+    }
+    const fuse_rt_kernel_info *info = kernel.info;
     char err[FUSE_RT_ERR_MAX] = "";
     fuse_rt_pool *pool = NULL;
     fuse_rt_kernel *k = NULL;
     int rc = make_pool(cx, opt, &pool) == EXIT_OK ? FUSE_RT_OK : FUSE_RT_EINVAL;
     if (rc == FUSE_RT_OK)
-        rc = kernel.info->create(t->weights, g->nparams, pool, &k, err, sizeof err);
+        rc = info->create(t->weights, g->nparams, pool, &k, err, sizeof err);
     if (rc == FUSE_RT_OK) {
         double t0 = now_ms();
-        rc = kernel.info->run(k, (const float *const *)t->inputs, t->outputs, err, sizeof err);
+        rc = info->run(k, (const float *const *)t->inputs, t->outputs, err, sizeof err);
         *elapsed_ms = now_ms() - t0;
     }
     if (rc != FUSE_RT_OK && err[0])
         diag_report_file(cx->diag, DIAG_ERROR, NULL, "%s", err);
     if (k)
-        kernel.info->destroy(k);
+        info->destroy(k);
     fuse_rt_pool_destroy(pool);
-    backend_c_unload(&kernel);
+    release_kernel(&kernel);
     return rc == FUSE_RT_OK ? EXIT_OK : EXIT_INPUT;
 }
+
+#ifdef FUSE_WITH_LLVM
+/* emit-llvm: the optimized module as LLVM assembly in -o OUT.ll. */
+static int emit_llvm(Ctx *cx, const Graph *g, const Options *opt)
+{
+    LoopProgram *p = lower(cx, g, opt);
+    StrBuf text = {0};
+    if (!p || !jit_emit_llvm(cx, p, &opt->jit, &text)) {
+        sb_free(&text);
+        return EXIT_INPUT;
+    }
+    FILE *f = fopen(opt->out_path, "wb");
+    bool ok = f && fwrite(text.data, 1, text.len, f) == text.len;
+    if (f && fclose(f) != 0)
+        ok = false;
+    if (!ok)
+        fprintf(stderr, "fusec: error: cannot write '%s': %s\n", opt->out_path, strerror(errno));
+    sb_free(&text);
+    return ok ? EXIT_OK : EXIT_INPUT;
+}
+#endif
 
 /* Computes g's outputs with the chosen backend. */
 static int execute(Ctx *cx, const Graph *g, const Options *opt, const HostTensors *t,
                    double *elapsed_ms)
 {
-    if (strcmp(opt->backend, "c") == 0)
-        return execute_c(cx, g, opt, t, elapsed_ms);
+    if (strcmp(opt->backend, "interp") != 0)
+        return execute_compiled(cx, g, opt, t, elapsed_ms);
     char err[256];
     double t0 = now_ms();
     bool ok =
@@ -824,7 +927,7 @@ static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compi
     double *ms = xcalloc((size_t)opt->runs, sizeof(double));
     fuse_rt_pool *pool = NULL;
     fuse_rt_kernel *k = NULL;
-    CKernel kernel = {0};
+    Compiled kernel = {0};
     char err[FUSE_RT_ERR_MAX] = "";
 
     double weights_start = bench_now_ms();
@@ -836,9 +939,8 @@ static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compi
         status = host_alloc_outputs(cx, g, &t);
     if (status == EXIT_OK)
         status = make_pool(cx, opt, &pool);
-    LoopProgram *p = status == EXIT_OK ? lower(cx, g, opt) : NULL;
-    if (status == EXIT_OK && (!p || !backend_c_load(cx, p, opt->bounds_checks, &kernel)))
-        status = EXIT_INPUT;
+    if (status == EXIT_OK)
+        status = compile_kernel(cx, g, opt, &kernel);
     if (status == EXIT_OK &&
         kernel.info->create(t.weights, g->nparams, pool, &k, err, sizeof err) != FUSE_RT_OK)
         status = EXIT_INPUT;
@@ -848,7 +950,7 @@ static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compi
                                               t.outputs, opt->runs, ms, err, sizeof err))
         status = EXIT_INPUT;
     if (status == EXIT_OK) {
-        r.peak_gflops = bench_fma_peak_gflops(cx, pool, p->vector_lanes);
+        r.peak_gflops = bench_fma_peak_gflops(cx, pool, kernel.vector_lanes);
         if (r.peak_gflops <= 0)
             status = EXIT_INPUT;
     }
@@ -866,7 +968,7 @@ static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compi
 
     if (k)
         kernel.info->destroy(k);
-    backend_c_unload(&kernel);
+    release_kernel(&kernel);
     fuse_rt_pool_destroy(pool);
     host_free(&t, g);
     free(ms);
@@ -924,8 +1026,10 @@ static int check_weights(Ctx *cx, const Graph *g, const char *path)
 
 static int run_command(const Options *opt)
 {
+#ifndef FUSE_WITH_LLVM
     if (opt->cmd == CMD_EMIT_LLVM)
         return usage_error("'%s' is not available in this build yet", command_names[opt->cmd]);
+#endif
     Source *src = read_spec(opt->file);
     if (!src)
         return EXIT_INPUT;
@@ -957,6 +1061,10 @@ static int run_command(const Options *opt)
         status = run_graph(&cx, g, opt);
     else if (g && opt->cmd == CMD_EMIT_C)
         status = emit_c(&cx, g, opt);
+#ifdef FUSE_WITH_LLVM
+    else if (g && opt->cmd == CMD_EMIT_LLVM)
+        status = emit_llvm(&cx, g, opt);
+#endif
     else if (g && opt->cmd == CMD_BENCH)
         status = bench_graph(&cx, g, opt, compile_start_ms);
     if (status == EXIT_OK && diag_has_errors(&diag))
@@ -978,7 +1086,8 @@ int main(int argc, char **argv)
         return EXIT_OK;
     }
     if (strcmp(argv[1], "--version") == 0) {
-        printf("fusec %s (.fuse language 1, runtime ABI %d)\n", FUSEC_VERSION, FUSE_RT_ABI_VERSION);
+        printf("fusec %s (.fuse language 1, runtime ABI %d, backends: %s)\n", FUSEC_VERSION,
+               FUSE_RT_ABI_VERSION, FUSEC_BACKENDS);
         return EXIT_OK;
     }
     Options opt = {0};

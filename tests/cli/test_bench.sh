@@ -30,7 +30,7 @@ need = ["median_ms", "min_ms", "max_ms", "runs", "threads", "backend", "flops", 
         "gflops", "peak_fraction", "bytes", "compile_ms", "scratch_bytes", "prepared_bytes"]
 missing = [k for k in need if k not in d]
 assert not missing, "missing fields %s" % missing
-assert d["runs"] == 3 and d["threads"] == 2 and d["backend"] == "c", d
+assert d["runs"] == 3 and d["threads"] == 2 and d["backend"] in ("jit", "c"), d
 assert 0 < d["min_ms"] <= d["median_ms"] <= d["max_ms"], d
 assert d["flops"] == float(sys.argv[2]), (d["flops"], sys.argv[2])
 assert abs(d["gflops"] - d["flops"] / d["median_ms"] / 1e6) <= 1e-3 * d["gflops"] + 1e-3, d

@@ -78,7 +78,16 @@ expect 0 "" -- emit-c "$tmp/one.fuse" -o "$tmp/k.c"
 [ -f "$tmp/k.h" ] && [ -f "$tmp/fuse_rt.h" ] || { echo "FAIL: emit-c did not write k.h and fuse_rt.h"; failures=$((failures + 1)); }
 expect 1 "cannot create" -- emit-c "$tmp/one.fuse" -o "$tmp/no/such/k.c"
 expect 0 "" -- run "$tmp/one.fuse" --random-inputs --backend c --threads 2 --bounds-checks
-expect 2 "not available" -- run "$tmp/one.fuse" --random-inputs --backend jit
+# The JIT exists in a build with LLVM (fusec --version lists the backends).
+if "$fusec" --version | grep -q "backends: jit"; then
+    expect 0 "" -- run "$tmp/one.fuse" --random-inputs --backend jit --threads 2
+    expect 0 "" -- emit-llvm "$tmp/conv.fuse" -o "$tmp/k.ll" --cpu znver4
+    grep -q "fma" "$tmp/k.ll" || { echo "FAIL: emit-llvm wrote no fma"; failures=$((failures + 1)); }
+    expect 2 "emit-llvm needs -o" -- emit-llvm "$tmp/one.fuse"
+    expect 2 "needs --backend c" -- run "$tmp/one.fuse" --random-inputs --backend jit --bounds-checks
+else
+    expect 2 "not available" -- run "$tmp/one.fuse" --random-inputs --backend jit
+fi
 
 # A C compiler that fails is an internal error; the generated code is kept for inspection.
 mkdir "$tmp/cc"
