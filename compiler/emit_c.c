@@ -594,97 +594,6 @@ static Val emit_expr(Emit *E, const LoopExpr *e)
 
 /* ---- analysis: which buffers and variables a statement tree touches ---- */
 
-typedef struct Uses {
-    bool *bufs;    /* by buffer id */
-    bool *used;    /* by var id: read or assigned */
-    bool *defined; /* by var id: FOR or DECL inside */
-    bool skip_parallel;
-} Uses;
-
-static void uses_expr(Uses *u, const LoopExpr *e)
-{
-    if (!e)
-        return;
-    switch (e->kind) {
-    case LEXPR_CONST_F:
-    case LEXPR_CONST_I:
-        return;
-    case LEXPR_VAR:
-        u->used[e->var->id] = true;
-        return;
-    case LEXPR_LOAD:
-        u->bufs[e->load.buf->id] = true;
-        uses_expr(u, e->load.index);
-        return;
-    default:
-        uses_expr(u, e->op.a);
-        if (e->kind == LEXPR_BINARY || e->kind == LEXPR_FMA || e->kind == LEXPR_SELECT ||
-            e->kind == LEXPR_CMP)
-            uses_expr(u, e->op.b);
-        if (e->kind == LEXPR_FMA || e->kind == LEXPR_SELECT)
-            uses_expr(u, e->op.c);
-        return;
-    }
-}
-
-static void uses_stmt(Uses *u, const LoopStmt *s)
-{
-    if (!s)
-        return;
-    switch (s->kind) {
-    case LOOP_BLOCK:
-        for (uint32_t i = 0; i < s->block.n; i++)
-            uses_stmt(u, s->block.stmts[i]);
-        return;
-    case LOOP_FOR:
-        uses_expr(u, s->loop.lo);
-        uses_expr(u, s->loop.hi);
-        u->defined[s->loop.var->id] = true;
-        if (!(u->skip_parallel && s->loop.for_kind == FOR_PARALLEL))
-            uses_stmt(u, s->loop.body);
-        return;
-    case LOOP_STORE:
-        u->bufs[s->store.buf->id] = true;
-        uses_expr(u, s->store.index);
-        uses_expr(u, s->store.value);
-        return;
-    case LOOP_IF:
-        uses_expr(u, s->branch.cond);
-        uses_stmt(u, s->branch.then_body);
-        uses_stmt(u, s->branch.else_body);
-        return;
-    case LOOP_DECL:
-        u->defined[s->decl.var->id] = true;
-        uses_expr(u, s->decl.init);
-        return;
-    case LOOP_ASSIGN:
-        u->used[s->assign.var->id] = true;
-        uses_expr(u, s->assign.value);
-        return;
-    case LOOP_PREFETCH:
-        u->bufs[s->prefetch.buf->id] = true;
-        uses_expr(u, s->prefetch.index);
-        return;
-    }
-}
-
-static Uses uses_of(const Emit *E, const LoopStmt *s, bool skip_parallel)
-{
-    Uses u = {.skip_parallel = skip_parallel};
-    u.bufs = xcalloc(E->p->nbuffers + 1, sizeof(bool));
-    u.used = xcalloc(E->k->nvars + 1, sizeof(bool));
-    u.defined = xcalloc(E->k->nvars + 1, sizeof(bool));
-    uses_stmt(&u, s);
-    return u;
-}
-
-static void uses_free(Uses *u)
-{
-    free(u->bufs);
-    free(u->used);
-    free(u->defined);
-}
-
 /* Vars read anywhere (assignment targets do not count as reads). */
 static void reads_expr(bool *read, const LoopExpr *e)
 {
@@ -824,7 +733,7 @@ static void emit_parallel(Emit *E, const LoopStmt *s, Val lo, Val hi)
 {
     uint32_t id = E->npar++;
     const char *kn = E->k->name;
-    Uses u = uses_of(E, s->loop.body, false);
+    LoopUses u = loop_uses(E->p, E->k, s->loop.body, false);
     u.defined[s->loop.var->id] = true;
     const LoopVar **vars = xcalloc(E->k->nvars + 1, sizeof *vars);
     collect_vars(E->k->body, vars);
@@ -901,7 +810,7 @@ static void emit_parallel(Emit *E, const LoopStmt *s, Val lo, Val hi)
     E->depth--;
     line(E, "}");
     free(vars);
-    uses_free(&u);
+    loop_uses_free(&u);
 }
 
 #define MAX_UNROLL 64
@@ -1088,9 +997,9 @@ static void emit_kernel(Emit *E, const LoopKernel *k, bool prepare, StrBuf *sour
     line(E, "(void)fuse_in;");
     line(E, "(void)fuse_out;");
     line(E, "(void)fuse_param;");
-    Uses u = uses_of(E, k->body, true);
+    LoopUses u = loop_uses(E->p, E->k, k->body, true);
     declare_buffers(E, u.bufs, prepare);
-    uses_free(&u);
+    loop_uses_free(&u);
     emit_block_items(E, k->body);
     E->depth = 0;
     line(E, "}");

@@ -430,90 +430,6 @@ static LLVMValueRef emit_expr(Emit *E, const LoopExpr *e)
 
 /* ---- analysis: which buffers and variables a statement tree touches ---- */
 
-typedef struct Uses {
-    bool *bufs;    /* by buffer id */
-    bool *used;    /* by var id: read or assigned */
-    bool *defined; /* by var id: FOR or DECL inside */
-    bool skip_parallel;
-} Uses;
-
-static void uses_expr(Uses *u, const LoopExpr *e)
-{
-    if (!e || e->kind == LEXPR_CONST_F || e->kind == LEXPR_CONST_I)
-        return;
-    if (e->kind == LEXPR_VAR) {
-        u->used[e->var->id] = true;
-    } else if (e->kind == LEXPR_LOAD) {
-        u->bufs[e->load.buf->id] = true;
-        uses_expr(u, e->load.index);
-    } else {
-        uses_expr(u, e->op.a);
-        if (e->kind == LEXPR_BINARY || e->kind == LEXPR_FMA || e->kind == LEXPR_SELECT ||
-            e->kind == LEXPR_CMP)
-            uses_expr(u, e->op.b);
-        if (e->kind == LEXPR_FMA || e->kind == LEXPR_SELECT)
-            uses_expr(u, e->op.c);
-    }
-}
-
-static void uses_stmt(Uses *u, const LoopStmt *s)
-{
-    if (!s)
-        return;
-    switch (s->kind) {
-    case LOOP_BLOCK:
-        for (uint32_t i = 0; i < s->block.n; i++)
-            uses_stmt(u, s->block.stmts[i]);
-        return;
-    case LOOP_FOR:
-        uses_expr(u, s->loop.lo);
-        uses_expr(u, s->loop.hi);
-        u->defined[s->loop.var->id] = true;
-        if (!(u->skip_parallel && s->loop.for_kind == FOR_PARALLEL))
-            uses_stmt(u, s->loop.body);
-        return;
-    case LOOP_STORE:
-        u->bufs[s->store.buf->id] = true;
-        uses_expr(u, s->store.index);
-        uses_expr(u, s->store.value);
-        return;
-    case LOOP_IF:
-        uses_expr(u, s->branch.cond);
-        uses_stmt(u, s->branch.then_body);
-        uses_stmt(u, s->branch.else_body);
-        return;
-    case LOOP_DECL:
-        u->defined[s->decl.var->id] = true;
-        uses_expr(u, s->decl.init);
-        return;
-    case LOOP_ASSIGN:
-        u->used[s->assign.var->id] = true;
-        uses_expr(u, s->assign.value);
-        return;
-    case LOOP_PREFETCH:
-        u->bufs[s->prefetch.buf->id] = true;
-        uses_expr(u, s->prefetch.index);
-        return;
-    }
-}
-
-static Uses uses_of(const Emit *E, const LoopStmt *s, bool skip_parallel)
-{
-    Uses u = {.skip_parallel = skip_parallel};
-    u.bufs = xcalloc(E->p->nbuffers + 1, sizeof(bool));
-    u.used = xcalloc(E->k->nvars + 1, sizeof(bool));
-    u.defined = xcalloc(E->k->nvars + 1, sizeof(bool));
-    uses_stmt(&u, s);
-    return u;
-}
-
-static void uses_free(Uses *u)
-{
-    free(u->bufs);
-    free(u->used);
-    free(u->defined);
-}
-
 static void collect_vars(const LoopStmt *s, const LoopVar **vars)
 {
     if (!s)
@@ -675,7 +591,7 @@ static void emit_parallel(Emit *E, const LoopStmt *s, LLVMValueRef lo, LLVMValue
 {
     const LoopProgram *p = E->p;
     uint32_t id = E->npar++;
-    Uses u = uses_of(E, s->loop.body, false);
+    LoopUses u = loop_uses(E->p, E->k, s->loop.body, false);
     u.defined[s->loop.var->id] = true;
     Fn *outer = E->fn;
     LLVMBasicBlockRef outer_block = LLVMGetInsertBlock(E->b);
@@ -794,7 +710,7 @@ static void emit_parallel(Emit *E, const LoopStmt *s, LLVMValueRef lo, LLVMValue
     free(args);
     free(ftypes);
     free(fvals);
-    uses_free(&u);
+    loop_uses_free(&u);
 }
 
 static void emit_for(Emit *E, const LoopStmt *s)
@@ -898,7 +814,7 @@ static void emit_kernel(Emit *E, const LoopKernel *k, bool prepare, uint32_t ind
     emit_llvm_kernel_symbol(p, prepare, index, E->kname, sizeof E->kname);
     E->kvars = xcalloc(k->nvars + 1, sizeof *E->kvars);
     collect_vars(k->body, E->kvars);
-    Uses u = uses_of(E, k->body, false);
+    LoopUses u = loop_uses(E->p, E->k, k->body, false);
 
     /* inner(ptr noalias b..., ptr pool, ptr scratch) */
     uint32_t nbufs = 0;
@@ -952,7 +868,7 @@ static void emit_kernel(Emit *E, const LoopKernel *k, bool prepare, uint32_t ind
     fn_end(E, &kf);
     free(args);
     free(pt);
-    uses_free(&u);
+    loop_uses_free(&u);
     free(E->kvars);
     E->kvars = NULL;
 }

@@ -754,3 +754,82 @@ bool loop_verify(const LoopProgram *p, FILE *out)
             return false;
     return true;
 }
+
+/* ---- uses ---- */
+
+static void uses_expr(LoopUses *u, const LoopExpr *e)
+{
+    if (!e || e->kind == LEXPR_CONST_F || e->kind == LEXPR_CONST_I)
+        return;
+    if (e->kind == LEXPR_VAR) {
+        u->used[e->var->id] = true;
+    } else if (e->kind == LEXPR_LOAD) {
+        u->bufs[e->load.buf->id] = true;
+        uses_expr(u, e->load.index);
+    } else {
+        uses_expr(u, e->op.a);
+        if (e->kind == LEXPR_BINARY || e->kind == LEXPR_FMA || e->kind == LEXPR_SELECT ||
+            e->kind == LEXPR_CMP)
+            uses_expr(u, e->op.b);
+        if (e->kind == LEXPR_FMA || e->kind == LEXPR_SELECT)
+            uses_expr(u, e->op.c);
+    }
+}
+
+static void uses_stmt(LoopUses *u, const LoopStmt *s)
+{
+    if (!s)
+        return;
+    switch (s->kind) {
+    case LOOP_BLOCK:
+        for (uint32_t i = 0; i < s->block.n; i++)
+            uses_stmt(u, s->block.stmts[i]);
+        return;
+    case LOOP_FOR:
+        uses_expr(u, s->loop.lo);
+        uses_expr(u, s->loop.hi);
+        u->defined[s->loop.var->id] = true;
+        if (!(u->skip_parallel && s->loop.for_kind == FOR_PARALLEL))
+            uses_stmt(u, s->loop.body);
+        return;
+    case LOOP_STORE:
+        u->bufs[s->store.buf->id] = true;
+        uses_expr(u, s->store.index);
+        uses_expr(u, s->store.value);
+        return;
+    case LOOP_IF:
+        uses_expr(u, s->branch.cond);
+        uses_stmt(u, s->branch.then_body);
+        uses_stmt(u, s->branch.else_body);
+        return;
+    case LOOP_DECL:
+        u->defined[s->decl.var->id] = true;
+        uses_expr(u, s->decl.init);
+        return;
+    case LOOP_ASSIGN:
+        u->used[s->assign.var->id] = true;
+        uses_expr(u, s->assign.value);
+        return;
+    case LOOP_PREFETCH:
+        u->bufs[s->prefetch.buf->id] = true;
+        uses_expr(u, s->prefetch.index);
+        return;
+    }
+}
+
+LoopUses loop_uses(const LoopProgram *p, const LoopKernel *k, const LoopStmt *s, bool skip_parallel)
+{
+    LoopUses u = {.skip_parallel = skip_parallel};
+    u.bufs = xcalloc(p->nbuffers + 1, sizeof(bool));
+    u.used = xcalloc(k->nvars + 1, sizeof(bool));
+    u.defined = xcalloc(k->nvars + 1, sizeof(bool));
+    uses_stmt(&u, s);
+    return u;
+}
+
+void loop_uses_free(LoopUses *u)
+{
+    free(u->bufs);
+    free(u->used);
+    free(u->defined);
+}

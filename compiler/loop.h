@@ -259,4 +259,17 @@ bool loop_verify(const LoopProgram *p, FILE *out);
 
 const char *loop_op_name(LoopOp op);
 
+/* What a statement tree touches, for code generators that declare only what a kernel or an
+ * outlined parallel body needs. Arrays are owned (loop_uses_free). */
+typedef struct LoopUses {
+    bool *bufs;         /* by buffer id: loaded, stored or prefetched */
+    bool *used;         /* by var id: read or assigned */
+    bool *defined;      /* by var id: a FOR or DECL inside the tree */
+    bool skip_parallel; /* FOR_PARALLEL bodies were not entered */
+} LoopUses;
+
+LoopUses loop_uses(const LoopProgram *p, const LoopKernel *k, const LoopStmt *s,
+                   bool skip_parallel);
+void loop_uses_free(LoopUses *u);
+
 #endif
