@@ -648,32 +648,6 @@ static void reads_stmt(bool *read, const LoopStmt *s)
     }
 }
 
-/* Collects every LoopVar of the kernel by id (FOR and DECL are the only definitions). */
-static void collect_vars(const LoopStmt *s, const LoopVar **vars)
-{
-    if (!s)
-        return;
-    switch (s->kind) {
-    case LOOP_BLOCK:
-        for (uint32_t i = 0; i < s->block.n; i++)
-            collect_vars(s->block.stmts[i], vars);
-        return;
-    case LOOP_FOR:
-        vars[s->loop.var->id] = s->loop.var;
-        collect_vars(s->loop.body, vars);
-        return;
-    case LOOP_IF:
-        collect_vars(s->branch.then_body, vars);
-        collect_vars(s->branch.else_body, vars);
-        return;
-    case LOOP_DECL:
-        vars[s->decl.var->id] = s->decl.var;
-        return;
-    default:
-        return;
-    }
-}
-
 /* ---- statements ---- */
 
 static void emit_stmt(Emit *E, const LoopStmt *s);
@@ -736,7 +710,7 @@ static void emit_parallel(Emit *E, const LoopStmt *s, Val lo, Val hi)
     LoopUses u = loop_uses(E->p, E->k, s->loop.body, false);
     u.defined[s->loop.var->id] = true;
     const LoopVar **vars = xcalloc(E->k->nvars + 1, sizeof *vars);
-    collect_vars(E->k->body, vars);
+    loop_collect_vars(E->k->body, vars);
 
     StrBuf *saved = E->out;
     int saved_depth = E->depth;
@@ -931,7 +905,7 @@ static void name_vars(Emit *E)
 {
     const LoopKernel *k = E->k;
     const LoopVar **vars = xcalloc(k->nvars + 1, sizeof *vars);
-    collect_vars(k->body, vars);
+    loop_collect_vars(k->body, vars);
     E->var_names = xcalloc(k->nvars + 1, sizeof(char *));
     E->var_read = xcalloc(k->nvars + 1, sizeof(bool));
     reads_stmt(E->var_read, k->body);

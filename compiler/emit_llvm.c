@@ -430,31 +430,6 @@ static LLVMValueRef emit_expr(Emit *E, const LoopExpr *e)
 
 /* ---- analysis: which buffers and variables a statement tree touches ---- */
 
-static void collect_vars(const LoopStmt *s, const LoopVar **vars)
-{
-    if (!s)
-        return;
-    switch (s->kind) {
-    case LOOP_BLOCK:
-        for (uint32_t i = 0; i < s->block.n; i++)
-            collect_vars(s->block.stmts[i], vars);
-        return;
-    case LOOP_FOR:
-        vars[s->loop.var->id] = s->loop.var;
-        collect_vars(s->loop.body, vars);
-        return;
-    case LOOP_IF:
-        collect_vars(s->branch.then_body, vars);
-        collect_vars(s->branch.else_body, vars);
-        return;
-    case LOOP_DECL:
-        vars[s->decl.var->id] = s->decl.var;
-        return;
-    default:
-        return;
-    }
-}
-
 /* ---- functions ---- */
 
 static void fn_begin(Emit *E, Fn *f, LLVMValueRef fn)
@@ -813,7 +788,7 @@ static void emit_kernel(Emit *E, const LoopKernel *k, bool prepare, uint32_t ind
     E->npar = 0;
     emit_llvm_kernel_symbol(p, prepare, index, E->kname, sizeof E->kname);
     E->kvars = xcalloc(k->nvars + 1, sizeof *E->kvars);
-    collect_vars(k->body, E->kvars);
+    loop_collect_vars(k->body, E->kvars);
     LoopUses u = loop_uses(E->p, E->k, k->body, false);
 
     /* inner(ptr noalias b..., ptr pool, ptr scratch) */

@@ -833,3 +833,28 @@ void loop_uses_free(LoopUses *u)
     free(u->used);
     free(u->defined);
 }
+
+void loop_collect_vars(const LoopStmt *s, const LoopVar **vars)
+{
+    if (!s)
+        return;
+    switch (s->kind) {
+    case LOOP_BLOCK:
+        for (uint32_t i = 0; i < s->block.n; i++)
+            loop_collect_vars(s->block.stmts[i], vars);
+        return;
+    case LOOP_FOR:
+        vars[s->loop.var->id] = s->loop.var;
+        loop_collect_vars(s->loop.body, vars);
+        return;
+    case LOOP_IF:
+        loop_collect_vars(s->branch.then_body, vars);
+        loop_collect_vars(s->branch.else_body, vars);
+        return;
+    case LOOP_DECL:
+        vars[s->decl.var->id] = s->decl.var;
+        return;
+    default:
+        return;
+    }
+}

@@ -272,4 +272,8 @@ LoopUses loop_uses(const LoopProgram *p, const LoopKernel *k, const LoopStmt *s,
                    bool skip_parallel);
 void loop_uses_free(LoopUses *u);
 
+/* Sets vars[v->id] = v for every variable a FOR or DECL in the tree defines (vars has
+ * kernel->nvars entries). */
+void loop_collect_vars(const LoopStmt *s, const LoopVar **vars);
+
 #endif
