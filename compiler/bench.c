@@ -7,7 +7,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "backend_c.h"
+#include "driver.h"
 #include "loop.h"
 
 /* Independent FMA chains per thread: enough to cover the FMA latency on both pipes. */
@@ -79,15 +79,20 @@ static LoopProgram *peak_program(Ctx *cx, int threads, uint32_t lanes)
     return p;
 }
 
-double bench_fma_peak_gflops(Ctx *cx, fuse_rt_pool *pool, uint32_t vector_lanes)
+double bench_fma_peak_gflops(Ctx *cx, fuse_rt_pool *pool, const KernelOptions *opt,
+                             uint32_t vector_lanes)
 {
     int threads = fuse_rt_pool_threads(pool);
     LoopProgram *p = peak_program(cx, threads, vector_lanes);
     if (!loop_verify(p, stderr))
         fuse_panic(__FILE__, __LINE__, "the FMA peak program does not verify");
-    CKernel kernel;
-    if (!backend_c_load(cx, p, false, &kernel))
+    KernelOptions peak_opt = *opt;
+    peak_opt.bounds_checks = false;
+    Compiled kernel;
+    if (driver_compile(cx, p, &peak_opt, &kernel) != DRIVER_OK) {
+        driver_release(&kernel);
         return -1;
+    }
     char err[FUSE_RT_ERR_MAX] = "";
     fuse_rt_kernel *k = NULL;
     float *out = fuse_rt_alloc((size_t)threads * vector_lanes * sizeof(float));
@@ -106,6 +111,6 @@ double bench_fma_peak_gflops(Ctx *cx, fuse_rt_pool *pool, uint32_t vector_lanes)
     if (best < 0)
         diag_report_file(cx->diag, DIAG_ERROR, NULL, "cannot measure the FMA peak: %s", err);
     fuse_rt_free(out);
-    backend_c_unload(&kernel);
+    driver_release(&kernel);
     return best;
 }

@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "ctx.h"
+#include "driver.h"
 #include "fuse_rt.h"
 
 /* Timings of `runs` calls of run(), after one untimed warm-up call; sorted ascending.
@@ -18,9 +19,11 @@ bool bench_time_runs(const fuse_rt_kernel_info *info, fuse_rt_kernel *k, const f
                      float *const *outputs, long runs, double *ms, char *err, size_t errlen);
 
 /* The FMA throughput of this machine in GFLOP/s on `pool` (NULL: one thread): a kernel of
- * independent vector FMA chains, `vector_lanes` wide, generated and compiled like any graph.
- * Returns a negative value after reporting an error to cx->diag. */
-double bench_fma_peak_gflops(Ctx *cx, fuse_rt_pool *pool, uint32_t vector_lanes);
+ * independent vector FMA chains, `vector_lanes` wide, compiled by the same code generator as
+ * the kernel it is compared with (opt). Returns a negative value after reporting an error to
+ * cx->diag. */
+double bench_fma_peak_gflops(Ctx *cx, fuse_rt_pool *pool, const KernelOptions *opt,
+                             uint32_t vector_lanes);
 
 /* Monotonic wall-clock time in milliseconds. */
 double bench_now_ms(void);

@@ -23,6 +23,7 @@
 #include "emit_llvm.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -895,10 +896,18 @@ static void emit_program(Emit *E, uintptr_t driver)
 
 /* ---- target and pipeline ---- */
 
-LLVMTargetMachineRef emit_llvm_target_machine(Ctx *cx, const JitOptions *opt)
+static void initialize_native_target(void)
 {
     LLVMInitializeNativeTarget();
     LLVMInitializeNativeAsmPrinter();
+}
+
+LLVMTargetMachineRef emit_llvm_target_machine(Ctx *cx, const JitOptions *opt)
+{
+    /* Target registration mutates LLVM's global registry: once per process, for threads that
+     * compile modules concurrently through the embedding API. */
+    static pthread_once_t native_target_once = PTHREAD_ONCE_INIT;
+    pthread_once(&native_target_once, initialize_native_target);
     char *triple = LLVMGetDefaultTargetTriple();
     char *host_cpu = NULL, *host_features = NULL;
     const char *cpu = opt && opt->cpu ? opt->cpu : (host_cpu = LLVMGetHostCPUName());

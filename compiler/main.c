@@ -25,12 +25,12 @@
 #include "bench.h"
 #include "ctx.h"
 #include "diag.h"
-#include "front.h"
+#include "driver.h"
 #include "fuse_rt.h"
+#include "fusec.h"
 #include "graph.h"
 #include "interp.h"
 #include "loop.h"
-#include "schedule.h"
 #include "source.h"
 #include "util.h"
 #include "weights.h"
@@ -39,7 +39,6 @@
 #include "jit.h"
 #endif
 
-#define FUSEC_VERSION "0.1.0"
 #ifdef FUSE_WITH_LLVM
 #define FUSEC_BACKENDS "jit c interp"
 #else
@@ -64,25 +63,22 @@ typedef struct Options {
     const char *entry;
     const char *weights;
     const char *prefix;
-    const char *backend;
-    const char *dump; /* tokens | ast | graph */
+    const char *backend_name; /* as given, or the default */
+    const char *dump;         /* tokens | ast | graph */
     const char *out_path;
     const char *header_path;
     long threads;
     long runs;
     bool json;
-    bool random_inputs; /* run: fill inputs with deterministic random data */
-    bool bounds_checks; /* generated code checks every index (testing) */
-    long vector_width;  /* f32 lanes of generated vectors; 0: the host's */
-    DimOverride *dims;  /* owns */
+    bool random_inputs;   /* run: fill inputs with deterministic random data */
+    long vector_width;    /* --vector-width; 0: the host's */
+    KernelOptions kernel; /* backend, --vector-width, --bounds-checks, --cpu, --features */
+    DimOverride *dims;    /* owns */
     size_t ndims;
     IoArg *inputs; /* owns */
     size_t ninputs;
     IoArg *outputs; /* owns */
     size_t noutputs;
-#ifdef FUSE_WITH_LLVM
-    JitOptions jit; /* --cpu, --features (NULL: the host's) */
-#endif
 } Options;
 
 static void usage(FILE *out)
@@ -262,7 +258,7 @@ static int parse_args(int argc, char **argv, Options *opt)
             continue;
         }
         if (strcmp(arg, "--bounds-checks") == 0) {
-            opt->bounds_checks = true;
+            opt->kernel.bounds_checks = true;
             continue;
         }
         size_t k = 0;
@@ -296,7 +292,7 @@ static int parse_args(int argc, char **argv, Options *opt)
         else if (strcmp(name, "--output") == 0)
             add_io(&opt->outputs, &opt->noutputs, value);
         else if (strcmp(name, "--backend") == 0)
-            opt->backend = value;
+            opt->backend_name = value;
         else if (strcmp(name, "--threads") == 0)
             status = parse_long("--threads", value, 1, &opt->threads);
         else if (strcmp(name, "--runs") == 0)
@@ -309,9 +305,9 @@ static int parse_args(int argc, char **argv, Options *opt)
             status = parse_long("--vector-width", value, 1, &opt->vector_width);
 #ifdef FUSE_WITH_LLVM
         else if (strcmp(name, "--cpu") == 0)
-            opt->jit.cpu = value;
+            opt->kernel.cpu = value;
         else if (strcmp(name, "--features") == 0)
-            opt->jit.features = value;
+            opt->kernel.features = value;
 #endif
         else
             opt->out_path = value;
@@ -323,31 +319,27 @@ static int parse_args(int argc, char **argv, Options *opt)
     if (opt->dump && strcmp(opt->dump, "tokens") != 0 && strcmp(opt->dump, "ast") != 0 &&
         strcmp(opt->dump, "graph") != 0 && strcmp(opt->dump, "loops") != 0)
         return usage_error("unknown --dump '%s': expected tokens, ast, graph or loops", opt->dump);
-    if (!opt->backend) /* LANGUAGE.md section 5: jit in a build with LLVM, else c */
-#ifdef FUSE_WITH_LLVM
-        opt->backend = "jit";
-#else
-        opt->backend = "c";
-#endif
-    if (strcmp(opt->backend, "interp") != 0 && strcmp(opt->backend, "c") != 0
-#ifdef FUSE_WITH_LLVM
-        && strcmp(opt->backend, "jit") != 0
-#endif
-    ) {
-        if (strcmp(opt->backend, "jit") == 0)
+    if (!opt->backend_name)
+        opt->kernel.backend = driver_default_backend();
+    else if (!driver_parse_backend(opt->backend_name, &opt->kernel.backend)) {
+        if (strcmp(opt->backend_name, "jit") == 0)
             return usage_error("backend 'jit' is not available in this build; use c or interp");
-        return usage_error("unknown backend '%s': expected jit, c or interp", opt->backend);
+        return usage_error("unknown backend '%s': expected jit, c or interp", opt->backend_name);
     }
+    opt->backend_name = driver_backend_name(opt->kernel.backend);
     if (opt->vector_width && opt->vector_width != 4 && opt->vector_width != 8 &&
         opt->vector_width != 16)
         return usage_error("--vector-width %ld: expected 4, 8 or 16", opt->vector_width);
+    opt->kernel.vector_lanes = (uint32_t)opt->vector_width;
+    if (opt->kernel.bounds_checks && opt->kernel.backend == BACKEND_JIT)
+        return usage_error("--bounds-checks needs --backend c: the JIT has no checked mode");
     if (opt->cmd == CMD_EMIT_C && !opt->out_path)
         return usage_error("emit-c needs -o OUT.c");
 #ifdef FUSE_WITH_LLVM
     if (opt->cmd == CMD_EMIT_LLVM && !opt->out_path)
         return usage_error("emit-llvm needs -o OUT.ll");
 #endif
-    if (opt->cmd == CMD_BENCH && strcmp(opt->backend, "interp") == 0)
+    if (opt->cmd == CMD_BENCH && opt->kernel.backend == BACKEND_INTERP)
         return usage_error("bench measures compiled kernels: use --backend jit or c");
     if (opt->cmd != CMD_RUN && (opt->ninputs || opt->noutputs || opt->random_inputs))
         return usage_error("--input, --output and --random-inputs belong to 'fusec run'");
@@ -356,57 +348,8 @@ static int parse_args(int argc, char **argv, Options *opt)
     return EXIT_OK;
 }
 
-/* Reads a whole file into a Source. Returns NULL after printing why. */
-static Source *read_spec(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, "fusec: error: cannot read '%s': %s\n", path, strerror(errno));
-        return NULL;
-    }
-    StrBuf text = {0};
-    char buf[65536];
-    size_t n;
-    bool too_big = false;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0) {
-        if (text.len + n > FUSE_MAX_SOURCE_BYTES) {
-            too_big = true;
-            break;
-        }
-        sb_append_n(&text, buf, n);
-    }
-    bool failed = ferror(f);
-    int err = errno;
-    fclose(f);
-    Source *src = NULL;
-    if (too_big)
-        fprintf(stderr, "fusec: error: '%s' is larger than %u bytes\n", path,
-                FUSE_MAX_SOURCE_BYTES);
-    else if (failed)
-        fprintf(stderr, "fusec: error: cannot read '%s': %s\n", path, strerror(err));
-    else
-        src = source_new(path, sb_str(&text), text.len);
-    sb_free(&text);
-    return src;
-}
-
-static uint32_t count_graphs(const Ast *ast)
-{
-    uint32_t n = 0;
-    for (const Decl *d = ast->decls; d; d = d->next)
-        n += d->kind == DECL_GRAPH;
-    return n;
-}
-
-static const Decl *find_graph(const Ast *ast, const char *name)
-{
-    for (const Decl *d = ast->decls; d; d = d->next)
-        if (d->kind == DECL_GRAPH && strcmp(d->fn.name, name) == 0)
-            return d;
-    return NULL;
-}
-
-/* The front end: parse, sema, build. Returns the graph, or NULL with *status set. */
+/* The front end: parse, sema, build, or a --dump of tokens or the AST on the way. Returns the
+ * graph, or NULL with *status set. */
 static Graph *compile(Ctx *cx, const Options *opt, int *status)
 {
     *status = EXIT_INPUT;
@@ -415,7 +358,7 @@ static Graph *compile(Ctx *cx, const Options *opt, int *status)
         *status = ok ? EXIT_OK : EXIT_INPUT;
         return NULL;
     }
-    Ast *ast = parse_source(cx->src, cx->ast_arena, cx->diag);
+    Ast *ast = driver_parse(cx);
     if (!ast)
         return NULL;
     if (opt->dump && strcmp(opt->dump, "ast") == 0) {
@@ -423,34 +366,9 @@ static Graph *compile(Ctx *cx, const Options *opt, int *status)
         *status = EXIT_OK;
         return NULL;
     }
-    if (!sema_check(cx, ast))
-        return NULL;
-    uint32_t ngraphs = count_graphs(ast);
-    if (ngraphs == 0) {
-        diag_report_file(cx->diag, DIAG_ERROR, cx->src->name,
-                         "no graph to %s: the file declares no 'graph'", command_names[opt->cmd]);
-        return NULL;
-    }
-    if (!opt->entry && ngraphs > 1) {
-        StrBuf names = {0};
-        for (const Decl *d = ast->decls; d; d = d->next)
-            if (d->kind == DECL_GRAPH)
-                sb_printf(&names, "%s%s", names.len ? ", " : "", d->fn.name);
-        *status = usage_error("%s has %u graphs (%s); choose one with --entry", cx->src->name,
-                              ngraphs, sb_str(&names));
-        sb_free(&names);
-        return NULL;
-    }
-    Graph *g = build_graph(cx, ast);
-    if (!g) {
-        /* build explains an --entry that names no graph; it is a usage error (status 2). */
-        if (opt->entry && !find_graph(ast, opt->entry))
-            *status = EXIT_USAGE;
-        return NULL;
-    }
-    if (cx->verify_each && !graph_verify(g, stderr))
-        fuse_panic(__FILE__, __LINE__, "graph invalid after build");
-    *status = EXIT_OK;
+    DriverStatus ds;
+    Graph *g = driver_build(cx, ast, command_names[opt->cmd], &ds);
+    *status = (int)ds;
     return g;
 }
 
@@ -694,7 +612,7 @@ static void print_run_report(const Graph *g, const Options *opt, const IoArg *co
 {
     char shape[SHAPE_TEXT_MAX];
     printf("ran graph %s (%.3f GFLOP) with backend %s in %.1f ms%s\n", g->name,
-           graph_flops(g) / 1e9, opt->backend, elapsed_ms,
+           graph_flops(g) / 1e9, opt->backend_name, elapsed_ms,
            opt->random_inputs ? " on random inputs" : "");
     for (uint32_t i = 0; i < g->noutputs; i++) {
         int64_t n = shape_numel(&g->outputs[i]->shape);
@@ -734,70 +652,14 @@ static int make_pool(Ctx *cx, const Options *opt, fuse_rt_pool **pool)
     return EXIT_OK;
 }
 
-static uint32_t vector_lanes(const Options *opt)
-{
-    return opt->vector_width ? (uint32_t)opt->vector_width : backend_c_host_vector_lanes();
-}
-
-/* Lowers g to loop IR; the verifier runs after lowering (a failure is our bug). */
-static LoopProgram *lower(Ctx *cx, const Graph *g, const Options *opt)
-{
-    LoopProgram *p = schedule_graph(cx, g, vector_lanes(opt));
-    if (p && !loop_verify(p, stderr))
-        fuse_panic(__FILE__, __LINE__, "loop IR invalid after schedule");
-    return p;
-}
-
-/* A graph compiled by one of the code generators: the kernel API and what keeps it alive. */
-typedef struct Compiled {
-    const fuse_rt_kernel_info *info;
-    uint32_t vector_lanes;
-    CKernel c; /* backend c: the loaded shared object */
-#ifdef FUSE_WITH_LLVM
-    Jit *jit; /* backend jit */
-#endif
-} Compiled;
-
-/* Lowers g and compiles it with opt->backend (c or jit). Returns an exit status. */
-static int compile_kernel(Ctx *cx, const Graph *g, const Options *opt, Compiled *out)
-{
-    memset(out, 0, sizeof *out);
-    LoopProgram *p = lower(cx, g, opt);
-    if (!p)
-        return EXIT_INPUT;
-    out->vector_lanes = p->vector_lanes;
-#ifdef FUSE_WITH_LLVM
-    if (strcmp(opt->backend, "jit") == 0) {
-        if (opt->bounds_checks)
-            return usage_error("--bounds-checks needs --backend c: the JIT has no checked mode");
-        out->jit = jit_compile(cx, p, &opt->jit);
-        out->info = out->jit ? jit_kernel_info(out->jit) : NULL;
-        return out->info ? EXIT_OK : EXIT_INPUT;
-    }
-#endif
-    if (!backend_c_load(cx, p, opt->bounds_checks, &out->c))
-        return EXIT_INPUT;
-    out->info = out->c.info;
-    return EXIT_OK;
-}
-
-static void release_kernel(Compiled *k)
-{
-#ifdef FUSE_WITH_LLVM
-    jit_free(k->jit);
-#endif
-    backend_c_unload(&k->c);
-    memset(k, 0, sizeof *k);
-}
-
 /* Runs g with a code generator: compile, create, run once (timed), destroy. */
 static int execute_compiled(Ctx *cx, const Graph *g, const Options *opt, const HostTensors *t,
                             double *elapsed_ms)
 {
     Compiled kernel;
-    int status = compile_kernel(cx, g, opt, &kernel);
+    int status = (int)driver_compile_graph(cx, g, &opt->kernel, &kernel);
     if (status != EXIT_OK) {
-        release_kernel(&kernel);
+        driver_release(&kernel);
         return status;
     }
     const fuse_rt_kernel_info *info = kernel.info;
@@ -817,7 +679,7 @@ static int execute_compiled(Ctx *cx, const Graph *g, const Options *opt, const H
     if (k)
         info->destroy(k);
     fuse_rt_pool_destroy(pool);
-    release_kernel(&kernel);
+    driver_release(&kernel);
     return rc == FUSE_RT_OK ? EXIT_OK : EXIT_INPUT;
 }
 
@@ -825,9 +687,10 @@ static int execute_compiled(Ctx *cx, const Graph *g, const Options *opt, const H
 /* emit-llvm: the optimized module as LLVM assembly in -o OUT.ll. */
 static int emit_llvm(Ctx *cx, const Graph *g, const Options *opt)
 {
-    LoopProgram *p = lower(cx, g, opt);
+    LoopProgram *p = driver_lower(cx, g, &opt->kernel);
+    JitOptions target = {opt->kernel.cpu, opt->kernel.features};
     StrBuf text = {0};
-    if (!p || !jit_emit_llvm(cx, p, &opt->jit, &text)) {
+    if (!p || !jit_emit_llvm(cx, p, &target, &text)) {
         sb_free(&text);
         return EXIT_INPUT;
     }
@@ -846,7 +709,7 @@ static int emit_llvm(Ctx *cx, const Graph *g, const Options *opt)
 static int execute(Ctx *cx, const Graph *g, const Options *opt, const HostTensors *t,
                    double *elapsed_ms)
 {
-    if (strcmp(opt->backend, "interp") != 0)
+    if (opt->kernel.backend != BACKEND_INTERP)
         return execute_compiled(cx, g, opt, t, elapsed_ms);
     char err[256];
     double t0 = now_ms();
@@ -864,7 +727,7 @@ static int execute(Ctx *cx, const Graph *g, const Options *opt, const HostTensor
  * the header. */
 static int emit_c(Ctx *cx, const Graph *g, const Options *opt)
 {
-    LoopProgram *p = lower(cx, g, opt);
+    LoopProgram *p = driver_lower(cx, g, &opt->kernel);
     if (!p)
         return EXIT_INPUT;
     StrBuf header = {0};
@@ -878,7 +741,7 @@ static int emit_c(Ctx *cx, const Graph *g, const Options *opt)
         sb_append_n(&header, opt->out_path, stem);
         sb_append(&header, ".h");
     }
-    bool ok = backend_c_write(cx, p, opt->out_path, header.data, opt->bounds_checks);
+    bool ok = backend_c_write(cx, p, opt->out_path, header.data, opt->kernel.bounds_checks);
     sb_free(&header);
     return ok ? EXIT_OK : EXIT_INPUT;
 }
@@ -902,12 +765,12 @@ static void print_bench(const Graph *g, const Options *opt, const BenchReport *r
                "\"executed_flops\": %.0f, \"gflops\": %.3f, \"peak_gflops\": %.3f, "
                "\"peak_fraction\": %.4f, \"bytes\": %.0f, \"compile_ms\": %.3f, "
                "\"scratch_bytes\": %" PRId64 ", \"prepared_bytes\": %" PRId64 "}\n",
-               g->name, opt->backend, r->threads, r->runs, median, r->ms[0], r->ms[r->runs - 1],
-               r->flops, r->executed_flops, gflops, r->peak_gflops, peak_fraction, r->bytes,
-               r->compile_ms, r->scratch_bytes, r->prepared_bytes);
+               g->name, opt->backend_name, r->threads, r->runs, median, r->ms[0],
+               r->ms[r->runs - 1], r->flops, r->executed_flops, gflops, r->peak_gflops,
+               peak_fraction, r->bytes, r->compile_ms, r->scratch_bytes, r->prepared_bytes);
         return;
     }
-    printf("bench %s: backend %s, %d thread%s, %ld runs\n", g->name, opt->backend, r->threads,
+    printf("bench %s: backend %s, %d thread%s, %ld runs\n", g->name, opt->backend_name, r->threads,
            r->threads == 1 ? "" : "s", r->runs);
     printf("  median %.3f ms (min %.3f, max %.3f)\n", median, r->ms[0], r->ms[r->runs - 1]);
     printf("  %.3f GFLOP: %.1f GFLOP/s, %.1f%% of the measured FMA peak (%.1f GFLOP/s)\n",
@@ -940,7 +803,7 @@ static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compi
     if (status == EXIT_OK)
         status = make_pool(cx, opt, &pool);
     if (status == EXIT_OK)
-        status = compile_kernel(cx, g, opt, &kernel);
+        status = (int)driver_compile_graph(cx, g, &opt->kernel, &kernel);
     if (status == EXIT_OK &&
         kernel.info->create(t.weights, g->nparams, pool, &k, err, sizeof err) != FUSE_RT_OK)
         status = EXIT_INPUT;
@@ -950,7 +813,7 @@ static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compi
                                               t.outputs, opt->runs, ms, err, sizeof err))
         status = EXIT_INPUT;
     if (status == EXIT_OK) {
-        r.peak_gflops = bench_fma_peak_gflops(cx, pool, kernel.vector_lanes);
+        r.peak_gflops = bench_fma_peak_gflops(cx, pool, &opt->kernel, kernel.vector_lanes);
         if (r.peak_gflops <= 0)
             status = EXIT_INPUT;
     }
@@ -968,7 +831,7 @@ static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compi
 
     if (k)
         kernel.info->destroy(k);
-    release_kernel(&kernel);
+    driver_release(&kernel);
     fuse_rt_pool_destroy(pool);
     host_free(&t, g);
     free(ms);
@@ -1030,11 +893,12 @@ static int run_command(const Options *opt)
     if (opt->cmd == CMD_EMIT_LLVM)
         return usage_error("'%s' is not available in this build yet", command_names[opt->cmd]);
 #endif
-    Source *src = read_spec(opt->file);
+    Diag diag;
+    diag_init(&diag, NULL, stderr);
+    Source *src = driver_read_spec(&diag, opt->file);
     if (!src)
         return EXIT_INPUT;
-    Diag diag;
-    diag_init(&diag, src, stderr);
+    diag.src = src;
     Ctx cx;
     ctx_init(&cx, src, &diag);
     cx.entry = opt->entry;
@@ -1046,7 +910,7 @@ static int run_command(const Options *opt)
     double compile_start_ms = bench_now_ms();
     Graph *g = compile(&cx, opt, &status);
     if (g && opt->dump && strcmp(opt->dump, "loops") == 0) {
-        LoopProgram *p = lower(&cx, g, opt);
+        LoopProgram *p = driver_lower(&cx, g, &opt->kernel);
         if (p)
             loop_dump(p, stdout);
         else

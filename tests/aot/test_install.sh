@@ -1,6 +1,7 @@
 #!/bin/sh
 # `cmake --install` gives a package another project can use: find_package(fusec) and
-# fusec_add_kernel() build examples/aot/main.c against the installed fusec, and it runs.
+# fusec_add_kernel() build examples/aot/main.c against the installed fusec, fusec::library
+# builds examples/jit/main.c, and both run.
 # Usage: test_install.sh BUILD_DIR SOURCE_DIR PYTHON CC [FLAGS]
 # CC and FLAGS build the other project as fusec was built (a sanitizer build installs an
 # instrumented runtime, which only links into an instrumented program).
@@ -14,13 +15,19 @@ tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 cmake --install "$build" --prefix "$tmp/prefix" >/dev/null
 mkdir "$tmp/project"
-cp "$src/examples/aot/main.c" "$src/examples/concat_conv.fuse" "$tmp/project/"
+cp "$src/examples/aot/main.c" "$src/examples/concat_conv.fuse" "$src/examples/common/runner.c" \
+    "$src/examples/common/runner.h" "$tmp/project/"
+cp "$src/examples/jit/main.c" "$tmp/project/jit_main.c"
 cat >"$tmp/project/CMakeLists.txt" <<'CMAKE'
 cmake_minimum_required(VERSION 3.25)
 project(uses_fusec C)
 find_package(fusec 0.1 REQUIRED)
-add_executable(app main.c)
+add_executable(app main.c runner.c)
 fusec_add_kernel(TARGET app SPEC concat_conv.fuse ENTRY fuse_hl DIMS H=16 W=16)
+if(TARGET fusec::library)
+    add_executable(jit_app jit_main.c runner.c)
+    target_link_libraries(jit_app PRIVATE fusec::library)
+endif()
 CMAKE
 cmake -S "$tmp/project" -B "$tmp/project/build" -DCMAKE_PREFIX_PATH="$tmp/prefix" \
     -DCMAKE_C_COMPILER="$cc" -DCMAKE_C_FLAGS="$flags" -DCMAKE_EXE_LINKER_FLAGS="$flags" >/dev/null
@@ -41,4 +48,14 @@ conv = torch.nn.Sequential(torch.nn.Conv2d(256, 128, 1), torch.nn.BatchNorm2d(12
 save_safetensors({"conv_fuse." + k: v for k, v in conv.state_dict().items()}, sys.argv[1])
 PY
 "$tmp/project/build/app" "$tmp/w.safetensors" --runs 1
-echo "2 passed, 0 failed"
+# The compiler library, installed: a spec error comes back as text, then a run at a new shape.
+printf 'fuse 1\ngraph g(x: f32[4]) -> f32[4] {\n    return x + y\n}\n' >"$tmp/bad.fuse"
+if "$tmp/project/build/jit_app" "$tmp/bad.fuse" "$tmp/w.safetensors" 2>"$tmp/err"; then
+    echo "FAIL: jit_app compiled a spec with an error"
+    exit 1
+fi
+grep -q "bad.fuse:3:.*error: .*'y'" "$tmp/err" || { cat "$tmp/err"; echo "FAIL: diagnostic"; exit 1; }
+"$tmp/project/build/jit_app" "$tmp/project/concat_conv.fuse" "$tmp/w.safetensors" --entry fuse_hl \
+    --dim H=24 --dim W=20 --runs 1 >"$tmp/out"
+grep -q "fuse_hl: compiled in" "$tmp/out" || { cat "$tmp/out"; echo "FAIL: jit_app"; exit 1; }
+echo "4 passed, 0 failed"

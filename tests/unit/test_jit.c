@@ -41,102 +41,6 @@ typedef struct Case {
     const char *entry; /* NULL: the only graph */
 } Case;
 
-static float frand(uint64_t *state)
-{
-    *state = *state * 6364136223846793005ull + 1442695040888963407ull;
-    return (float)((double)(*state >> 40) / (double)(1ull << 24)) * 4.0f - 2.0f;
-}
-
-/* Random data for a graph's inputs and params (running_var kept positive), and its outputs. */
-typedef struct Data {
-    float **ins, **prm, **want, **got;
-    fuse_rt_weight *weights;
-} Data;
-
-static void data_new(Data *d, const Graph *g)
-{
-    uint64_t rng = 12345;
-    d->ins = calloc(g->ninputs + 1, sizeof(float *));
-    d->prm = calloc(g->nparams + 1, sizeof(float *));
-    d->want = calloc(g->noutputs + 1, sizeof(float *));
-    d->got = calloc(g->noutputs + 1, sizeof(float *));
-    d->weights = calloc(g->nparams + 1, sizeof(fuse_rt_weight));
-    for (uint32_t i = 0; i < g->ninputs; i++) {
-        int64_t n = shape_numel(&g->inputs[i]->shape);
-        d->ins[i] = malloc((size_t)n * sizeof(float) + 4);
-        for (int64_t j = 0; j < n; j++)
-            d->ins[i][j] = frand(&rng);
-    }
-    for (uint32_t i = 0; i < g->nparams; i++) {
-        const Node *p = g->params[i];
-        int64_t n = shape_numel(&p->shape);
-        d->prm[i] = malloc((size_t)n * sizeof(float) + 4);
-        bool var = strstr(p->attr.param.key, "running_var") != NULL;
-        for (int64_t j = 0; j < n; j++)
-            d->prm[i][j] = var ? fabsf(frand(&rng)) + 0.5f : frand(&rng);
-        d->weights[i] = (fuse_rt_weight){p->attr.param.key, d->prm[i], p->shape.rank, p->shape.dim};
-    }
-    for (uint32_t o = 0; o < g->noutputs; o++) {
-        size_t n = (size_t)shape_numel(&g->outputs[o]->shape);
-        d->want[o] = calloc(n + 1, sizeof(float));
-        d->got[o] = calloc(n + 1, sizeof(float));
-    }
-}
-
-static void data_free(Data *d, const Graph *g)
-{
-    for (uint32_t i = 0; i < g->ninputs; i++)
-        free(d->ins[i]);
-    for (uint32_t i = 0; i < g->nparams; i++)
-        free(d->prm[i]);
-    for (uint32_t o = 0; o < g->noutputs; o++) {
-        free(d->want[o]);
-        free(d->got[o]);
-    }
-    free(d->ins);
-    free(d->prm);
-    free(d->want);
-    free(d->got);
-    free(d->weights);
-}
-
-/* Creates an instance on a pool of `threads` and runs it into d->got. */
-static void run_jit(const fuse_rt_kernel_info *info, const Graph *g, Data *d, int threads)
-{
-    char err[FUSE_RT_ERR_MAX] = "";
-    fuse_rt_pool *pool = NULL;
-    if (threads > 1)
-        assert_int_equal(fuse_rt_pool_create(threads, &pool, err, sizeof err), 0);
-    fuse_rt_kernel *k = NULL;
-    int rc = info->create(d->weights, g->nparams, pool, &k, err, sizeof err);
-    if (rc)
-        fail_msg("create: %s", err);
-    rc = info->run(k, (const float *const *)d->ins, d->got, err, sizeof err);
-    if (rc)
-        fail_msg("run: %s", err);
-    info->destroy(k);
-    fuse_rt_pool_destroy(pool);
-}
-
-static void compare(const Graph *g, const Data *d, const char *name, uint32_t vl)
-{
-    for (uint32_t o = 0; o < g->noutputs; o++) {
-        int64_t n = shape_numel(&g->outputs[o]->shape);
-        const float *want = d->want[o], *got = d->got[o];
-        double mx = 1.0;
-        for (int64_t j = 0; j < n; j++)
-            if (isfinite(want[j]) && fabs(want[j]) > mx)
-                mx = fabs(want[j]);
-        for (int64_t j = 0; j < n; j++) {
-            bool same = (isnan(want[j]) && isnan(got[j])) || want[j] == got[j];
-            double e = same ? 0.0 : fabs((double)want[j] - (double)got[j]);
-            if (!(e <= 1e-4 * mx))
-                fail_msg("%s (vl %u): output %u[%lld] = %.9g, want %.9g", name, vl, o, (long long)j,
-                         (double)got[j], (double)want[j]);
-        }
-    }
-}
-
 /* Compiles c at vl lanes through the JIT and checks it against interp; with `threads`, also
  * that pools of 2 and 3 threads give bit-identical results. */
 static void check_case(const Case *c, uint32_t vl, bool threads)
@@ -151,14 +55,14 @@ static void check_case(const Case *c, uint32_t vl, bool threads)
     if (!jit)
         fail_msg("%s: jit_compile: %s", c->name, test_diagnostics(&t));
     const Graph *g = t.graph;
-    Data d;
-    data_new(&d, g);
-    char err[256];
-    assert_true(interp_run(g, (const float *const *)d.prm, (const float *const *)d.ins, d.want, err,
-                           sizeof err));
+    TestData d;
+    test_data_new(&d, g, 12345);
+    test_data_interp(&d, g);
     const fuse_rt_kernel_info *info = jit_kernel_info(jit);
-    run_jit(info, g, &d, 1);
-    compare(g, &d, c->name, vl);
+    test_data_run(info, g, &d, 1);
+    char what[128];
+    snprintf(what, sizeof what, "%s (vl %u)", c->name, vl);
+    test_data_compare(g, &d, what);
     if (threads) {
         float **one = calloc(g->noutputs + 1, sizeof(float *));
         for (uint32_t o = 0; o < g->noutputs; o++) {
@@ -167,7 +71,7 @@ static void check_case(const Case *c, uint32_t vl, bool threads)
             memcpy(one[o], d.got[o], n * sizeof(float));
         }
         for (int th = 2; th <= 3; th++) {
-            run_jit(info, g, &d, th);
+            test_data_run(info, g, &d, th);
             for (uint32_t o = 0; o < g->noutputs; o++) {
                 size_t n = (size_t)shape_numel(&g->outputs[o]->shape);
                 if (memcmp(one[o], d.got[o], n * sizeof(float)) != 0)
@@ -178,7 +82,7 @@ static void check_case(const Case *c, uint32_t vl, bool threads)
             free(one[o]);
         free(one);
     }
-    data_free(&d, g);
+    test_data_free(&d, g);
     jit_free(jit);
     test_compile_free(&t);
 }
@@ -522,25 +426,10 @@ static void math_ulp(void **state)
 }
 
 /* The seed's block (examples/concat_conv.fuse) at small dims, and on 2- and 3-thread pools. */
-static char *read_example(const char *name)
-{
-    char path[512];
-    snprintf(path, sizeof path, "%s/%s", FUSE_EXAMPLES_DIR, name);
-    FILE *f = fopen(path, "rb");
-    assert_non_null(f);
-    StrBuf sb = {0};
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
-        sb_append_n(&sb, buf, n);
-    fclose(f);
-    return sb.data;
-}
-
 static void seed_block_and_threads(void **state)
 {
     (void)state;
-    char *text = read_example("concat_conv.fuse");
+    char *text = test_read_file(FUSE_EXAMPLES_DIR "/concat_conv.fuse");
     static const uint32_t widths[] = {4, 8, 16};
     const Case cases[] = {
         {"seed_block", text, "C=16,H=18,W=22", "fuse_hl"},

@@ -11,6 +11,7 @@
 #include "ast.h"
 #include "ctx.h"
 #include "diag.h"
+#include "fuse_rt.h"
 #include "graph.h"
 
 typedef struct TestCompile {
@@ -32,5 +33,25 @@ Ast *test_parse(TestCompile *t, const char *text);
 /* Everything diagnosed so far, as printed. */
 const char *test_diagnostics(TestCompile *t);
 void test_compile_free(TestCompile *t);
+
+/* A whole file, NUL-terminated; fails the test if it cannot be read. Caller frees. */
+char *test_read_file(const char *path);
+
+/* Random inputs and weights for a graph (values in [-2, 2); running_var in [0.5, 2.5)), the
+ * table create() takes, and room for the reference (want) and computed (got) outputs. */
+typedef struct TestData {
+    float **ins, **prm, **want, **got;
+    fuse_rt_weight *weights;
+} TestData;
+
+void test_data_new(TestData *d, const Graph *g, uint64_t seed);
+void test_data_free(TestData *d, const Graph *g);
+/* want = the reference interpreter's outputs. */
+void test_data_interp(TestData *d, const Graph *g);
+/* got = the kernel's outputs, created on a pool of `threads` and run once. */
+void test_data_run(const fuse_rt_kernel_info *info, const Graph *g, TestData *d, int threads);
+/* Fails the test unless every got is within 1e-4 * max(1, max |want|) of want (NaN matches
+ * NaN), the tolerance of the conformance suite. `what` names the case in the message. */
+void test_data_compare(const Graph *g, const TestData *d, const char *what);
 
 #endif
