@@ -1,7 +1,8 @@
 #!/bin/sh
 # `cmake --install` gives a package another project can use: find_package(fusec) and
 # fusec_add_kernel() build examples/aot/main.c against the installed fusec, fusec::library
-# builds examples/jit/main.c, and both run.
+# builds examples/jit/main.c, and both run; pkg-config builds the same without CMake, and the
+# man page is in place.
 # Usage: test_install.sh BUILD_DIR SOURCE_DIR PYTHON CC [FLAGS]
 # CC and FLAGS build the other project as fusec was built (a sanitizer build installs an
 # instrumented runtime, which only links into an instrumented program).
@@ -58,4 +59,17 @@ grep -q "bad.fuse:3:.*error: .*'y'" "$tmp/err" || { cat "$tmp/err"; echo "FAIL: 
 "$tmp/project/build/jit_app" "$tmp/project/concat_conv.fuse" "$tmp/w.safetensors" --entry fuse_hl \
     --dim H=24 --dim W=20 --runs 1 >"$tmp/out"
 grep -q "fuse_hl: compiled in" "$tmp/out" || { cat "$tmp/out"; echo "FAIL: jit_app"; exit 1; }
-echo "4 passed, 0 failed"
+# Without CMake: pkg-config finds the library, and the man page is installed.
+pcdir=$(dirname "$(find "$tmp/prefix" -name fusec.pc)")
+flags_pc=$(PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$tmp/prefix" \
+    --cflags --libs fusec)
+libdir=$(PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$tmp/prefix" \
+    --variable=libdir fusec)
+# shellcheck disable=SC2086 # the flags are words
+"$cc" $flags $flags_pc -I"$src/examples/common" -o "$tmp/jit_pc" "$src/examples/jit/main.c" \
+    "$src/examples/common/runner.c" $flags_pc -Wl,-rpath,"$libdir"
+"$tmp/jit_pc" "$tmp/project/concat_conv.fuse" "$tmp/w.safetensors" --entry fuse_hl \
+    --dim H=8 --dim W=12 --runs 1 >"$tmp/out"
+grep -q "fuse_hl: compiled in" "$tmp/out" || { cat "$tmp/out"; echo "FAIL: pkg-config build"; exit 1; }
+[ -f "$tmp/prefix/share/man/man1/fusec.1" ] || { echo "FAIL: no man page installed"; exit 1; }
+echo "6 passed, 0 failed"
