@@ -31,7 +31,8 @@ typedef struct Ctx {
     const char *prefix;      /* weight key prefix (LANGUAGE.md §4); NULL or "" for none */
     const DimOverride *dims; /* borrowed */
     size_t ndims;
-    bool verify_each; /* verify the graph after every pass */
+    bool verify_each;    /* verify the graph after every pass */
+    bool explain_fusion; /* --explain-fusion: a note at the spec line for each fusion declined */
 } Ctx;
 
 /* Initializes cx with fresh arenas. */

@@ -327,6 +327,11 @@ void graph_dump(const Graph *g, FILE *out)
         fprintf(out, "  return %s = %%%u\n", g->output_names[i], g->outputs[i]->id);
 }
 
+void graph_dump_attrs(const Node *n, FILE *out)
+{
+    dump_attrs(n, out);
+}
+
 bool graph_verify(const Graph *g, FILE *out)
 {
     for (uint32_t i = 0; i < g->nnodes; i++) {

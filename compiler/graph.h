@@ -187,6 +187,8 @@ void matmul_batch_shapes(const Shape *a, const Shape *b, Shape *batch_a, Shape *
 
 /* Writes the graph as text (--dump=graph); the format is what the golden tests compare. */
 void graph_dump(const Graph *g, FILE *out);
+/* A node's attributes as graph_dump prints them (" axis=1", " out=128 kernel=[1,1] ..."). */
+void graph_dump_attrs(const Node *n, FILE *out);
 /* Checks the IR invariants (topological order, arities, ranks). Returns false and prints the
  * first violation to `out` if one is broken: a compiler bug, never a user error. */
 bool graph_verify(const Graph *g, FILE *out);
