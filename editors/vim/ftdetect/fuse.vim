@@ -1,0 +1,2 @@
+" .fuse graph specs (fusec)
+autocmd BufRead,BufNewFile *.fuse setfiletype fuse
