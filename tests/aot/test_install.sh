@@ -59,12 +59,11 @@ grep -q "bad.fuse:3:.*error: .*'y'" "$tmp/err" || { cat "$tmp/err"; echo "FAIL: 
 "$tmp/project/build/jit_app" "$tmp/project/concat_conv.fuse" "$tmp/w.safetensors" --entry fuse_hl \
     --dim H=24 --dim W=20 --runs 1 >"$tmp/out"
 grep -q "fuse_hl: compiled in" "$tmp/out" || { cat "$tmp/out"; echo "FAIL: jit_app"; exit 1; }
-# Without CMake: pkg-config finds the library, and the man page is installed.
+# Without CMake: pkg-config finds the library where the tree was installed (the .pc files are
+# relocatable), and the man page is installed.
 pcdir=$(dirname "$(find "$tmp/prefix" -name fusec.pc)")
-flags_pc=$(PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$tmp/prefix" \
-    --cflags --libs fusec)
-libdir=$(PKG_CONFIG_PATH="$pcdir" pkg-config --define-variable=prefix="$tmp/prefix" \
-    --variable=libdir fusec)
+flags_pc=$(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs fusec)
+libdir=$(PKG_CONFIG_PATH="$pcdir" pkg-config --variable=libdir fusec)
 # shellcheck disable=SC2086 # the flags are words
 "$cc" $flags $flags_pc -I"$src/examples/common" -o "$tmp/jit_pc" "$src/examples/jit/main.c" \
     "$src/examples/common/runner.c" $flags_pc -Wl,-rpath,"$libdir"

@@ -1,7 +1,7 @@
 """The code in the documentation works as written.
 
-Usage: /usr/bin/python3 test_docs.py --repo ROOT --fusec PATH/fusec --library PATH/libfusec.so
-                                     --cc CC [--cflags FLAGS]
+Usage: /usr/bin/python3 test_docs.py --repo ROOT --build BUILD_DIR --fusec PATH/fusec
+                                     --library PATH/libfusec.so --cc CC [--cflags FLAGS]
 
 For README.md, docs/*.md and examples/README.md:
 - every ```c block that defines main() is compiled against fusec.h and libfusec.so (-Wall
@@ -10,8 +10,10 @@ For README.md, docs/*.md and examples/README.md:
   command and only options that `fusec --help` lists, so the docs cannot drift from the
   command line;
 - a file that contains the line `<!-- doc-test: run -->` has its ```sh blocks run in order, in
-  a fresh directory holding a link to examples/, with fusec first on PATH (and Debian's python3,
-  which has torch); each block must exit 0.
+  a fresh directory holding links to examples/ and python/ (as in a checkout), with the build
+  installed into a temporary prefix (`--build`): its bin/ first on PATH, its pkg-config files
+  found, its libraries on LD_LIBRARY_PATH (and Debian's python3, which has torch). Each block
+  must exit 0.
 Prints "N passed, M failed" and exits 1 on any failure.
 """
 import argparse
@@ -52,6 +54,8 @@ def help_vocabulary(fusec):
 
 def check_fusec_line(line, commands, options):
     """An error message, or None."""
+    if not re.search(r"(^|[\s/])fusec\s", line):
+        return None
     try:
         words = shlex.split(line)
     except ValueError as e:
@@ -111,13 +115,26 @@ def main():
     ap.add_argument("--library", required=True)
     ap.add_argument("--cc", default="cc")
     ap.add_argument("--cflags", default="")
+    ap.add_argument("--build", help="build directory to install for the run-marked files")
     args = ap.parse_args()
     commands, options = help_vocabulary(args.fusec)
     files = [os.path.join(args.repo, "README.md"), os.path.join(args.repo, "examples", "README.md")]
     files += sorted(glob.glob(os.path.join(args.repo, "docs", "*.md")))
+    prefix_dir = tempfile.TemporaryDirectory()
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([os.path.dirname(os.path.abspath(args.fusec)), "/usr/bin",
                                    env.get("PATH", "")])
+    env["CC"] = args.cc
+    env["CFLAGS"] = args.cflags
+    if args.build:
+        prefix = prefix_dir.name
+        subprocess.run(["cmake", "--install", args.build, "--prefix", prefix], check=True,
+                       capture_output=True)
+        pcs = glob.glob(os.path.join(prefix, "**", "fusec.pc"), recursive=True)
+        libdir = os.path.dirname(os.path.dirname(pcs[0]))
+        env["PATH"] = os.pathsep.join([os.path.join(prefix, "bin"), env["PATH"]])
+        env["PKG_CONFIG_PATH"] = os.path.dirname(pcs[0])
+        env["LD_LIBRARY_PATH"] = libdir
     passed = failed = 0
     for path in files:
         with open(path) as f:
@@ -125,7 +142,8 @@ def main():
         rel = os.path.relpath(path, args.repo)
         run_all = RUN_MARKER in text
         with tempfile.TemporaryDirectory() as workdir:
-            os.symlink(os.path.join(args.repo, "examples"), os.path.join(workdir, "examples"))
+            for tree in ("examples", "python"):
+                os.symlink(os.path.join(args.repo, tree), os.path.join(workdir, tree))
             for lang, code, line in code_blocks(text):
                 label = "%s:%d" % (rel, line)
                 errors = []
@@ -158,6 +176,7 @@ def main():
                     print("FAIL %s: %s: %s" % (label, m.group(1), problem))
                 else:
                     passed += 1
+    prefix_dir.cleanup()
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0
 
