@@ -1,5 +1,7 @@
 /*
- * source: owned spec text with a line table (see source.h).
+ * source: owned spec text with a line table (see source.h). A UTF-8 byte order mark at the
+ * start, which some editors write, is not part of the text: columns on line 1 count from
+ * after it, as the editor shows them.
  */
 #include "source.h"
 
@@ -11,6 +13,10 @@
 Source *source_new(const char *name, const char *text, size_t len)
 {
     FUSE_ASSERT(len <= FUSE_MAX_SOURCE_BYTES);
+    if (len >= 3 && memcmp(text, "\xef\xbb\xbf", 3) == 0) {
+        text += 3;
+        len -= 3;
+    }
     Source *src = xcalloc(1, sizeof(Source));
     src->name = xstrdup(name);
     src->text = xmalloc(len + 1);
