@@ -21,11 +21,15 @@
 
 static char *render(const Graph *built, const Graph *optimized, const DotGroups *groups)
 {
-    char *text = NULL;
-    size_t len = 0;
-    FILE *out = open_memstream(&text, &len);
+    FILE *out = tmpfile();
     assert_non_null(out);
     dot_write(out, built, optimized, groups);
+    long len = ftell(out);
+    assert_true(len > 0);
+    char *text = calloc((size_t)len + 1, 1);
+    assert_non_null(text);
+    rewind(out);
+    assert_int_equal(fread(text, 1, (size_t)len, out), (size_t)len);
     fclose(out);
     return text;
 }
