@@ -8,10 +8,13 @@ not the identity), inputs torch.rand as in the headers; everything is seeded.
 
 import collections
 import os
-import re
+import sys
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(BENCH_DIR)
+# The examples' PyTorch modules are read the way the conformance tests read them.
+sys.path.insert(0, os.path.join(REPO, "tests", "conformance"))
+from conformance import header_code  # noqa: E402
 
 
 class Workload:
@@ -133,30 +136,6 @@ WORKLOADS = collections.OrderedDict((w.name, w) for w in [
              _od(("C", 128), ("H", 32), ("W", 32)), _od(("C", 128), ("H", 5), ("W", 7)),
              _x_input, _module("MHSA", "C", 8)),
 ])
-
-
-def header_code(path):
-    """The Python of a .fuse header comment: the `#   code` lines before the version line,
-    keeping the top-level import/from/class/def blocks (not the demo lines at full size)."""
-    lines = []
-    with open(path) as f:
-        for ln in f:
-            if not ln.startswith("#"):
-                if ln.strip():
-                    break
-                continue
-            body = ln[1:].rstrip("\n")
-            if body.startswith("   "):
-                lines.append(body[3:])
-            elif not body.strip():
-                lines.append("")
-    kept, keep = [], False
-    for ln in lines:
-        if ln and not ln[0].isspace():
-            keep = re.match(r"(import|from|class|def)\b", ln) is not None
-        if keep:
-            kept.append(ln)
-    return "\n".join(kept) + "\n"
 
 
 _NS = {}

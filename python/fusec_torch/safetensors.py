@@ -35,9 +35,11 @@ def _tensor_bytes(t):
     return a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
 
 
-def to_bytes(tensors, metadata=None):
+def to_bytes(tensors, metadata=None, data_order="save_file"):
     """The bytes of a safetensors file holding `tensors` ({key: torch.Tensor}), in
-    safetensors' own layout. `metadata` ({str: str}) becomes `__metadata__`."""
+    safetensors' own layout. `metadata` ({str: str}, {} included) becomes `__metadata__`.
+    data_order="reversed" lays the data out in the opposite order: still a valid file, one
+    that save_file never writes (for testing readers)."""
     items = []
     for key, t in tensors.items():
         if not isinstance(key, str):
@@ -48,8 +50,13 @@ def to_bytes(tensors, metadata=None):
             raise ValueError("safetensors: unsupported dtype %s for %s" % (t.dtype, key))
         items.append((key, _TORCH_TO_ST[t.dtype], list(t.shape), _tensor_bytes(t)))
     items.sort(key=lambda it: (-_DTYPE_ORDER.index(it[1]), it[0]))
+    if data_order == "reversed":
+        items.reverse()
+    elif data_order != "save_file":
+        raise ValueError("safetensors: data_order %r is not 'save_file' or 'reversed'"
+                         % (data_order,))
     header = {}
-    if metadata:
+    if metadata is not None:
         header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
     offset = 0
     for key, dtype, shape, data in items:

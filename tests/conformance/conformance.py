@@ -20,11 +20,10 @@ exits 1 at the end if any case failed. Options besides --fusec/--examples:
 """
 
 import argparse
-import json
 import os
+import re
 import shlex
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -34,88 +33,31 @@ import traceback
 import numpy as np
 import torch
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python"))
+from fusec_torch import safetensors as fusec_safetensors  # noqa: E402
+
 REL_TOL = 1e-4
-
-# safetensors' Dtype enum, in declaration order (safetensors/src/tensor.rs). save_file sorts the
-# entries by dtype, largest enum value first, then by key, and lays the data out in that order.
-_ST_DTYPE_ORDER = ["BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "I16", "U16", "F16", "BF16",
-                   "I32", "U32", "F32", "F64", "I64", "U64"]
-_TORCH_TO_ST = {
-    torch.bool: "BOOL", torch.uint8: "U8", torch.int8: "I8", torch.int16: "I16",
-    torch.float16: "F16", torch.bfloat16: "BF16", torch.int32: "I32", torch.float32: "F32",
-    torch.float64: "F64", torch.int64: "I64",
-}
-
-
-def _tensor_bytes(t):
-    t = t.detach().cpu().contiguous()
-    if t.dtype == torch.bfloat16:
-        # numpy has no bfloat16: take the high half of each f32.
-        u = t.float().numpy().view(np.uint32) >> 16
-        return u.astype("<u2").tobytes()
-    a = t.numpy()
-    return a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes()
-
-
-def safetensors_bytes(state_dict, metadata=None, order=None):
-    """The bytes safetensors.torch.save_file(state_dict, path, metadata) writes.
-
-    Layout: u64 little-endian header length, the JSON header (compact, `__metadata__` first,
-    then one entry per tensor {"dtype", "shape", "data_offsets"} in data order), padded with
-    spaces to a multiple of 8, then the tensors' little-endian data, back to back. Entries are
-    ordered as safetensors' `prepare` does: by dtype (I64 before F32, ...), then by key.
-    """
-    items = []
-    for key, t in state_dict.items():
-        if t.dtype not in _TORCH_TO_ST:
-            raise ValueError("safetensors: unsupported dtype %s for %s" % (t.dtype, key))
-        items.append((key, _TORCH_TO_ST[t.dtype], list(t.shape), _tensor_bytes(t)))
-    items.sort(key=lambda it: (-_ST_DTYPE_ORDER.index(it[1]), it[0]))
-    if order == "reversed":  # still a valid file, just not the order save_file picks
-        items.reverse()
-    header = {}
-    if metadata is not None:
-        header["__metadata__"] = dict(metadata)
-    offset = 0
-    for key, dtype, shape, data in items:
-        header[key] = {"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + len(data)]}
-        offset += len(data)
-    text = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    text += b" " * ((8 - len(text) % 8) % 8)
-    return struct.pack("<Q", len(text)) + text + b"".join(it[3] for it in items)
 
 
 def save_safetensors(state_dict, path, metadata=None, order=None):
-    """Writes state_dict as safetensors.torch.save_file does.
+    """Writes state_dict as safetensors.torch.save_file does (fusec_torch's writer).
 
     metadata defaults to {"format": "pt"} (what transformers' save_pretrained passes and what
     save_file(..., metadata={"format": "pt"}) writes); pass {} for an empty one, False for none.
+    order="reversed" writes a valid file whose data runs in the opposite order.
     """
     if metadata is None:
         metadata = {"format": "pt"}
     elif metadata is False:
         metadata = None
     with open(path, "wb") as f:
-        f.write(safetensors_bytes(state_dict, metadata, order))
+        f.write(fusec_safetensors.to_bytes(state_dict, metadata, order or "save_file"))
 
 
 def load_safetensors(path):
-    """Reads a safetensors file back (used to self-test save_safetensors)."""
-    with open(path, "rb") as f:
-        blob = f.read()
-    (n,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8:8 + n].decode("utf-8"))
-    base = 8 + n
-    np_types = {"F32": "<f4", "F64": "<f8", "F16": "<f2", "I64": "<i8", "I32": "<i4",
-                "I16": "<i2", "I8": "i1", "U8": "u1", "BOOL": "?"}
-    out = {}
-    for key, e in header.items():
-        if key == "__metadata__":
-            continue
-        a, b = e["data_offsets"]
-        arr = np.frombuffer(blob[base + a:base + b], dtype=np_types[e["dtype"]])
-        out[key] = torch.from_numpy(arr.reshape(e["shape"]).copy())
-    return out, header
+    """Reads a safetensors file back: ({key: tensor}, the header's metadata)."""
+    tensors, _, metadata = fusec_safetensors.load_file(path)
+    return tensors, metadata
 
 
 def as_numpy(t):
@@ -356,3 +298,24 @@ class Suite:
 
 def _indent(text):
     return "\n".join("      " + ln for ln in text.rstrip().splitlines())
+
+
+def header_code(path):
+    """The Python in a spec's header comment: lines `#   code` before `fuse 1`, keeping only
+    the top-level import/from/class/def statements (not the demo lines at full size)."""
+    code = []
+    for ln in open(path):
+        if not ln.startswith("#"):
+            if ln.strip() == "":
+                continue
+            break  # the version line
+        body = ln[1:].rstrip("\n")
+        if body.startswith("   ") or body.strip() == "":
+            code.append(body[3:] if body.startswith("   ") else "")
+    kept, keep = [], False
+    for ln in code:
+        if ln and not ln[0].isspace():
+            keep = re.match(r"(import|from|class|def)\b", ln) is not None
+        if keep:
+            kept.append(ln)
+    return "\n".join(kept) + "\n"

@@ -20,33 +20,12 @@ import torch.nn as nn  # noqa: F401 (the header code imports it too)
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from conformance import Suite, randomize_all, randomize_bn  # noqa: E402
+from conformance import Suite, header_code, randomize_all, randomize_bn  # noqa: E402
 
 S = Suite(__doc__)
 R = torch.randn
 ALL_EXAMPLES = ["concat_conv", "concat_linear", "add_mul", "se", "cbam", "bam",
                 "self_attention", "neck"]
-
-
-def header_code(path):
-    """The Python in a spec's header comment: lines `#   code` before `fuse 1`, keeping only
-    the top-level import/from/class/def statements (not the demo lines at full size)."""
-    code = []
-    for ln in open(path):
-        if not ln.startswith("#"):
-            if ln.strip() == "":
-                continue
-            break  # the version line
-        body = ln[1:].rstrip("\n")
-        if body.startswith("   ") or body.strip() == "":
-            code.append(body[3:] if body.startswith("   ") else "")
-    kept, keep = [], False
-    for ln in code:
-        if ln and not ln[0].isspace():
-            keep = re.match(r"(import|from|class|def)\b", ln) is not None
-        if keep:
-            kept.append(ln)
-    return "\n".join(kept) + "\n"
 
 
 def load_module_code(name):

@@ -23,6 +23,8 @@ import torch
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, os.path.join(REPO, "python"))  # fusec_torch
+sys.path.insert(0, os.path.join(REPO, "tests", "conformance"))
+from conformance import header_code  # noqa: E402,F401 (the examples' PyTorch code)
 
 REL_TOL = 1e-4
 
@@ -76,26 +78,6 @@ def prep(model):
     randomize_norms(model)
     randomize_bn(model)
     return model
-
-
-def header_code(path):
-    """The Python in an example spec's header comment (its import/class/def blocks)."""
-    code = []
-    for ln in open(path):
-        if not ln.startswith("#"):
-            if ln.strip() == "":
-                continue
-            break
-        body = ln[1:].rstrip("\n")
-        if body.startswith("   ") or body.strip() == "":
-            code.append(body[3:] if body.startswith("   ") else "")
-    kept, keep = [], False
-    for ln in code:
-        if ln and not ln[0].isspace():
-            keep = re.match(r"(import|from|class|def)\b", ln) is not None
-        if keep:
-            kept.append(ln)
-    return "\n".join(kept) + "\n"
 
 
 def exec_source(src, filename):

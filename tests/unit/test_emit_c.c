@@ -29,6 +29,7 @@
 #include "emit_c.h"
 #include "fuse_rt.h"
 #include "loop.h"
+#include "test_support.h"
 
 #define F32 ((LoopType){LT_F32, 1})
 #define I64 ((LoopType){LT_I64, 1})
@@ -226,76 +227,6 @@ static void run1(Loaded *l, const float *x, float *y)
     assert_int_equal(rc, 0);
 }
 
-/* Distance in representable floats (0: identical; NaNs must match NaNs). */
-static int64_t ulp_distance(float got, float want)
-{
-    if (isnan(want) || isnan(got))
-        return isnan(want) && isnan(got) ? 0 : INT64_MAX;
-    int32_t a, b;
-    memcpy(&a, &got, 4);
-    memcpy(&b, &want, 4);
-    int64_t oa = a < 0 ? (int64_t)INT32_MIN - a : a;
-    int64_t ob = b < 0 ? (int64_t)INT32_MIN - b : b;
-    return oa > ob ? oa - ob : ob - oa;
-}
-
-static double reference(LoopOp op, double x)
-{
-    switch (op) {
-    case LOP_EXP:
-        return exp(x);
-    case LOP_TANH:
-        return tanh(x);
-    case LOP_SIGMOID:
-        return 1.0 / (1.0 + exp(-x));
-    case LOP_ERF:
-        return erf(x);
-    case LOP_NEG:
-        return -x;
-    case LOP_ABS:
-        return fabs(x);
-    case LOP_SQRT:
-        return sqrt(x);
-    case LOP_FLOOR:
-        return floor(x);
-    default:
-        fail();
-    }
-    return 0;
-}
-
-static uint32_t lcg(uint64_t *s)
-{
-    *s = *s * 6364136223846793005u + 1442695040888963407u;
-    return (uint32_t)(*s >> 33);
-}
-
-/* A dense uniform sample of [-range, range], log-uniform magnitudes down to 2^-40 (the small
- * argument branches), and the special values around overflow and underflow. */
-static float *math_inputs(float range, int64_t n)
-{
-    static const float specials[] = {
-        0.0f,         -0.0f,        INFINITY,     -INFINITY,     NAN,          -NAN,
-        88.7228317f,  88.7228394f,  88.72284f,    89.0f,         -87.3365479f, -87.33655f,
-        -103.972076f, -103.972084f, -103.98f,     -104.0f,       -150.0f,      150.0f,
-        1e-30f,       -1e-30f,      FLT_MIN,      1e-45f,        FLT_MAX,      -FLT_MAX,
-        0.625f,       -0.625f,      0.927734375f, -0.927734375f, 9.0f,         3.92f,
-        20.0f,        -20.0f,       0.5f,         1.0f,          -1.0f,        1e-8f};
-    float *x = malloc((size_t)n * sizeof *x);
-    uint64_t seed = 42;
-    size_t ns = countof(specials);
-    for (int64_t i = 0; i < n; i++) {
-        if ((size_t)i < ns)
-            x[i] = specials[i];
-        else if (i % 4 == 3)
-            x[i] = (lcg(&seed) & 1 ? -1.0f : 1.0f) *
-                   ldexpf(1.0f + (float)lcg(&seed) / 4294967296.0f, (int)(lcg(&seed) % 48) - 40);
-        else
-            x[i] = -range + 2.0f * range * (float)((double)i / (double)n);
-    }
-    return x;
-}
-
 /* Max ulp error of op over the sample, compiled by c at `lanes`. */
 static int64_t math_error(Env *env, LoopOp op, uint32_t lanes, const Compiler *c, float range,
                           int64_t n)
@@ -303,17 +234,17 @@ static int64_t math_error(Env *env, LoopOp op, uint32_t lanes, const Compiler *c
     Arena *a = arena_new(1 << 16);
     LoopProgram *p = unary_program(a, op, lanes, n);
     Loaded l = load_program(env, p, c, false, NULL, 0);
-    float *x = math_inputs(range, n);
+    float *x = test_math_inputs(range, n);
     float *y = malloc((size_t)n * sizeof *y);
     run1(&l, x, y);
     int64_t worst = 0;
     for (int64_t i = 0; i < n; i++) {
-        int64_t d = ulp_distance(y[i], (float)reference(op, (double)x[i]));
+        int64_t d = test_ulp_distance(y[i], (float)test_math_reference(op, (double)x[i]));
         if (d > worst) {
             worst = d;
             if (d > 2)
                 fprintf(stderr, "%s(%a) = %a, want %a (%" PRId64 " ulp)\n", loop_op_name(op),
-                        (double)x[i], (double)y[i], reference(op, (double)x[i]), d);
+                        (double)x[i], (double)y[i], test_math_reference(op, (double)x[i]), d);
         }
     }
     free(x);
@@ -371,11 +302,12 @@ static void exact_unary(void **state)
             Arena *a = arena_new(1 << 16);
             LoopProgram *p = unary_program(a, ops[o], widths[w], n);
             Loaded l = load_program(env, p, w % 2 ? &gcc_o0 : &clang_o3, false, NULL, 0);
-            float *x = math_inputs(50.0f, n);
+            float *x = test_math_inputs(50.0f, n);
             float y[1003];
             run1(&l, x, y);
             for (int64_t i = 0; i < n; i++)
-                assert_int_equal(ulp_distance(y[i], (float)reference(ops[o], (double)x[i])), 0);
+                assert_int_equal(
+                    test_ulp_distance(y[i], (float)test_math_reference(ops[o], (double)x[i])), 0);
             free(x);
             unload(&l);
             arena_free(a);
@@ -507,8 +439,8 @@ static void expression_zoo(void **state)
     float a[ZOO_N], b[ZOO_N];
     uint64_t seed = 7;
     for (int i = 0; i < ZOO_N; i++) {
-        a[i] = (float)((int)(lcg(&seed) % 2001) - 1000) / 64.0f;
-        b[i] = i % 5 == 0 ? a[i] : (float)((int)(lcg(&seed) % 2001) - 1000) / 64.0f + 0.01f;
+        a[i] = (float)((int)(test_lcg(&seed) % 2001) - 1000) / 64.0f;
+        b[i] = i % 5 == 0 ? a[i] : (float)((int)(test_lcg(&seed) % 2001) - 1000) / 64.0f + 0.01f;
     }
     a[9] = NAN;
     b[22] = NAN;
@@ -531,10 +463,10 @@ static void expression_zoo(void **state)
                 for (int i = 0; i < 4 * ZOO_N; i++) {
                     if ((o == 4 || o == 6) && i < ZOO_N && isnan(a[i]))
                         continue; /* f32 -> i64 of NaN is undefined */
-                    if (ulp_distance(y[o][i], want[o][i]) != 0)
+                    if (test_ulp_distance(y[o][i], want[o][i]) != 0)
                         fprintf(stderr, "lanes %u %s y%d[%d] = %a, want %a\n", L, cs[ic]->cc, o, i,
                                 (double)y[o][i], (double)want[o][i]);
-                    assert_int_equal(ulp_distance(y[o][i], want[o][i]), 0);
+                    assert_int_equal(test_ulp_distance(y[o][i], want[o][i]), 0);
                 }
             unload(&l);
             arena_free(ar);

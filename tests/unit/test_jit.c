@@ -295,76 +295,6 @@ static LoopProgram *unary_program(Arena *a, LoopOp op, uint32_t lanes, int64_t n
     return p;
 }
 
-/* Distance in representable floats (0: identical; NaNs must match NaNs). */
-static int64_t ulp_distance(float got, float want)
-{
-    if (isnan(want) || isnan(got))
-        return isnan(want) && isnan(got) ? 0 : INT64_MAX;
-    int32_t a, b;
-    memcpy(&a, &got, 4);
-    memcpy(&b, &want, 4);
-    int64_t oa = a < 0 ? (int64_t)INT32_MIN - a : a;
-    int64_t ob = b < 0 ? (int64_t)INT32_MIN - b : b;
-    return oa > ob ? oa - ob : ob - oa;
-}
-
-static double reference(LoopOp op, double x)
-{
-    switch (op) {
-    case LOP_EXP:
-        return exp(x);
-    case LOP_TANH:
-        return tanh(x);
-    case LOP_SIGMOID:
-        return 1.0 / (1.0 + exp(-x));
-    case LOP_ERF:
-        return erf(x);
-    case LOP_NEG:
-        return -x;
-    case LOP_ABS:
-        return fabs(x);
-    case LOP_SQRT:
-        return sqrt(x);
-    case LOP_FLOOR:
-        return floor(x);
-    default:
-        fail();
-    }
-    return 0;
-}
-
-static uint32_t lcg(uint64_t *s)
-{
-    *s = *s * 6364136223846793005u + 1442695040888963407u;
-    return (uint32_t)(*s >> 33);
-}
-
-/* A dense uniform sample of [-range, range], log-uniform magnitudes down to 2^-40, and the
- * special values around overflow, underflow and the expansions' branch points. */
-static float *math_inputs(float range, int64_t n)
-{
-    static const float specials[] = {
-        0.0f,         -0.0f,        INFINITY,     -INFINITY,     NAN,          -NAN,
-        88.7228317f,  88.7228394f,  88.72284f,    89.0f,         -87.3365479f, -87.33655f,
-        -103.972076f, -103.972084f, -103.98f,     -104.0f,       -150.0f,      150.0f,
-        1e-30f,       -1e-30f,      FLT_MIN,      1e-45f,        FLT_MAX,      -FLT_MAX,
-        0.625f,       -0.625f,      0.927734375f, -0.927734375f, 9.0f,         3.92f,
-        20.0f,        -20.0f,       0.5f,         1.0f,          -1.0f,        1e-8f};
-    float *x = malloc((size_t)n * sizeof *x);
-    uint64_t seed = 42;
-    size_t ns = countof(specials);
-    for (int64_t i = 0; i < n; i++) {
-        if ((size_t)i < ns)
-            x[i] = specials[i];
-        else if (i % 4 == 3)
-            x[i] = (lcg(&seed) & 1 ? -1.0f : 1.0f) *
-                   ldexpf(1.0f + (float)lcg(&seed) / 4294967296.0f, (int)(lcg(&seed) % 48) - 40);
-        else
-            x[i] = -range + 2.0f * range * (float)((double)i / (double)n);
-    }
-    return x;
-}
-
 /* Max ulp error of op over the sample at `lanes`, JIT-compiled, on a 2-thread pool. */
 static int64_t math_error(LoopOp op, uint32_t lanes, float range, int64_t n)
 {
@@ -379,7 +309,7 @@ static int64_t math_error(LoopOp op, uint32_t lanes, float range, int64_t n)
     assert_non_null(jit);
     arena_free(a); /* the Jit needs nothing of the program any more */
     const fuse_rt_kernel_info *info = jit_kernel_info(jit);
-    float *x = math_inputs(range, n);
+    float *x = test_math_inputs(range, n);
     float *y = malloc((size_t)n * sizeof *y);
     char err[FUSE_RT_ERR_MAX] = "";
     fuse_rt_pool *pool = NULL;
@@ -391,12 +321,12 @@ static int64_t math_error(LoopOp op, uint32_t lanes, float range, int64_t n)
     assert_int_equal(info->run(k, in, out, err, sizeof err), 0);
     int64_t worst = 0;
     for (int64_t i = 0; i < n; i++) {
-        int64_t d = ulp_distance(y[i], (float)reference(op, (double)x[i]));
+        int64_t d = test_ulp_distance(y[i], (float)test_math_reference(op, (double)x[i]));
         if (d > worst) {
             worst = d;
             if (d > 2)
                 fprintf(stderr, "%s(%a) = %a, want %a (%lld ulp)\n", loop_op_name(op), (double)x[i],
-                        (double)y[i], reference(op, (double)x[i]), (long long)d);
+                        (double)y[i], test_math_reference(op, (double)x[i]), (long long)d);
         }
     }
     info->destroy(k);

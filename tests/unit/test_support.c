@@ -3,6 +3,7 @@
  */
 #include "test_support.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -192,4 +193,72 @@ void test_data_compare(const Graph *g, const TestData *d, const char *what)
                          (double)got[j], (double)want[j]);
         }
     }
+}
+
+int64_t test_ulp_distance(float got, float want)
+{
+    if (isnan(want) || isnan(got))
+        return isnan(want) && isnan(got) ? 0 : INT64_MAX;
+    int32_t a, b;
+    memcpy(&a, &got, 4);
+    memcpy(&b, &want, 4);
+    int64_t oa = a < 0 ? (int64_t)INT32_MIN - a : a;
+    int64_t ob = b < 0 ? (int64_t)INT32_MIN - b : b;
+    return oa > ob ? oa - ob : ob - oa;
+}
+
+double test_math_reference(LoopOp op, double x)
+{
+    switch (op) {
+    case LOP_EXP:
+        return exp(x);
+    case LOP_TANH:
+        return tanh(x);
+    case LOP_SIGMOID:
+        return 1.0 / (1.0 + exp(-x));
+    case LOP_ERF:
+        return erf(x);
+    case LOP_NEG:
+        return -x;
+    case LOP_ABS:
+        return fabs(x);
+    case LOP_SQRT:
+        return sqrt(x);
+    case LOP_FLOOR:
+        return floor(x);
+    default:
+        fail_msg("no reference for loop op %d", (int)op);
+    }
+    return 0;
+}
+
+uint32_t test_lcg(uint64_t *s)
+{
+    *s = *s * 6364136223846793005u + 1442695040888963407u;
+    return (uint32_t)(*s >> 33);
+}
+
+float *test_math_inputs(float range, int64_t n)
+{
+    static const float specials[] = {
+        0.0f,         -0.0f,        INFINITY,     -INFINITY,     NAN,          -NAN,
+        88.7228317f,  88.7228394f,  88.72284f,    89.0f,         -87.3365479f, -87.33655f,
+        -103.972076f, -103.972084f, -103.98f,     -104.0f,       -150.0f,      150.0f,
+        1e-30f,       -1e-30f,      FLT_MIN,      1e-45f,        FLT_MAX,      -FLT_MAX,
+        0.625f,       -0.625f,      0.927734375f, -0.927734375f, 9.0f,         3.92f,
+        20.0f,        -20.0f,       0.5f,         1.0f,          -1.0f,        1e-8f};
+    float *x = xmalloc((size_t)n * sizeof *x);
+    uint64_t seed = 42;
+    size_t ns = countof(specials);
+    for (int64_t i = 0; i < n; i++) {
+        if ((size_t)i < ns)
+            x[i] = specials[i];
+        else if (i % 4 == 3)
+            x[i] = (test_lcg(&seed) & 1 ? -1.0f : 1.0f) *
+                   ldexpf(1.0f + (float)test_lcg(&seed) / 4294967296.0f,
+                          (int)(test_lcg(&seed) % 48) - 40);
+        else
+            x[i] = -range + 2.0f * range * (float)((double)i / (double)n);
+    }
+    return x;
 }

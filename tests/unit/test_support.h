@@ -13,6 +13,7 @@
 #include "diag.h"
 #include "fuse_rt.h"
 #include "graph.h"
+#include "loop.h"
 
 typedef struct TestCompile {
     Source *src;
@@ -53,5 +54,18 @@ void test_data_run(const fuse_rt_kernel_info *info, const Graph *g, TestData *d,
 /* Fails the test unless every got is within 1e-4 * max(1, max |want|) of want (NaN matches
  * NaN), the tolerance of the conformance suite. `what` names the case in the message. */
 void test_data_compare(const Graph *g, const TestData *d, const char *what);
+
+/* ---- the vector math's accuracy (test_emit_c, test_jit) ---- */
+
+/* A 32-bit pseudo-random value; *s is the state. */
+uint32_t test_lcg(uint64_t *s);
+/* Distance in representable floats (0: identical; NaNs must match NaNs). */
+int64_t test_ulp_distance(float got, float want);
+/* The unary op in double, correctly rounded to within what f32 needs. */
+double test_math_reference(LoopOp op, double x);
+/* n inputs: a dense uniform sample of [-range, range], log-uniform magnitudes down to 2^-40
+ * (the small-argument branches), and the special values around overflow, underflow and the
+ * expansions' branch points. Caller frees. */
+float *test_math_inputs(float range, int64_t n);
 
 #endif
