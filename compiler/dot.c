@@ -94,11 +94,9 @@ static void put_edges(FILE *out, const char *prefix, const Graph *g)
     }
 }
 
-/* Nodes computed once at create time: not sources, and not in any run kernel. */
 static bool at_create_time(const Node *n, const DotGroups *groups)
 {
-    return groups && groups->group_of[n->id] < 0 && op_info[n->kind].cls != OPC_SOURCE &&
-           n->kind != OP_VIEW;
+    return groups && groups->prepared[n->id];
 }
 
 static void put_graph(FILE *out, const char *prefix, const char *title, const Graph *g,

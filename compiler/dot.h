@@ -6,18 +6,20 @@
 #ifndef FUSE_DOT_H
 #define FUSE_DOT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 
 #include "graph.h"
 
-/* How the optimized graph was partitioned: group_of[id] is the run kernel computing node id,
- * or -1 for nodes that are not computed per call (inputs, weights, scalars, aliases, and
- * whatever depends only on weights: computed once at create time). */
+/* How the optimized graph was partitioned (schedule_plan's FusionPlan): group_of[id] is the
+ * run kernel computing node id, or -1 for nodes that are not computed per call (inputs,
+ * weights, scalars, aliases, and whatever is computed once at create time: prepared[id]). */
 typedef struct DotGroups {
     uint32_t ngroups;
     const int32_t *group_of;  /* by node id of the optimized graph */
     const char *const *names; /* by group: the kernel's name */
+    const bool *prepared;     /* by node id: computed once at create time */
 } DotGroups;
 
 /* Writes one digraph with two clusters: `built` (the graph as written, one box per op) and,

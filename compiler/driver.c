@@ -147,12 +147,30 @@ uint32_t driver_vector_lanes(const KernelOptions *opt)
     return opt->vector_lanes ? opt->vector_lanes : backend_c_host_vector_lanes();
 }
 
-LoopProgram *driver_lower(Ctx *cx, const Graph *g, const KernelOptions *opt)
+const Graph *driver_optimize(Ctx *cx, const Graph *g, const KernelOptions *opt)
 {
-    LoopProgram *p = schedule_graph(cx, g, driver_vector_lanes(opt));
+    return passes_run(cx, g, &opt->passes);
+}
+
+/* driver_lower, also telling the FLOPs of the graph that was scheduled. */
+static LoopProgram *lower(Ctx *cx, const Graph *g, const KernelOptions *opt, double *executed_flops)
+{
+    const Graph *opt_g = driver_optimize(cx, g, opt);
+    LoopProgram *p = schedule_graph(cx, opt_g, driver_vector_lanes(opt));
     if (p && !loop_verify(p, stderr))
         fuse_panic(__FILE__, __LINE__, "loop IR invalid after schedule");
+    if (p) { /* the kernel reports the graph as written; bench reports what runs */
+        p->flops = graph_flops(g);
+        p->bytes = graph_bytes(g);
+    }
+    if (executed_flops)
+        *executed_flops = graph_flops(opt_g);
     return p;
+}
+
+LoopProgram *driver_lower(Ctx *cx, const Graph *g, const KernelOptions *opt)
+{
+    return lower(cx, g, opt, NULL);
 }
 
 DriverStatus driver_compile(Ctx *cx, const LoopProgram *p, const KernelOptions *opt, Compiled *out)
@@ -167,7 +185,7 @@ DriverStatus driver_compile(Ctx *cx, const LoopProgram *p, const KernelOptions *
                              "bounds checks need the C backend: the JIT has no checked mode");
             return DRIVER_USAGE;
         }
-        JitOptions jo = {opt->cpu, opt->features};
+        JitOptions jo = {.cpu = opt->cpu, .features = opt->features};
         Jit *jit = jit_compile(cx, p, &jo);
         if (!jit)
             return DRIVER_INPUT;
@@ -194,8 +212,11 @@ DriverStatus driver_compile(Ctx *cx, const LoopProgram *p, const KernelOptions *
 DriverStatus driver_compile_graph(Ctx *cx, const Graph *g, const KernelOptions *opt, Compiled *out)
 {
     memset(out, 0, sizeof *out);
-    LoopProgram *p = driver_lower(cx, g, opt);
-    return p ? driver_compile(cx, p, opt, out) : DRIVER_INPUT;
+    double executed_flops = 0;
+    LoopProgram *p = lower(cx, g, opt, &executed_flops);
+    DriverStatus status = p ? driver_compile(cx, p, opt, out) : DRIVER_INPUT;
+    out->executed_flops = executed_flops;
+    return status;
 }
 
 void driver_release(Compiled *k)

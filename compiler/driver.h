@@ -6,7 +6,8 @@
  *   driver_read_spec   file -> Source
  *   driver_parse       Source -> AST                          (scan, parse)
  *   driver_build       AST -> Graph of the entry              (sema, build)
- *   driver_lower       Graph -> LoopProgram                   (schedule, verified)
+ *   driver_optimize    Graph -> Graph                         (the passes, passes.h)
+ *   driver_lower       Graph -> LoopProgram                   (passes, schedule, verified)
  *   driver_compile     LoopProgram -> fuse_rt_kernel_info     (emit-c + cc, or emit-llvm + JIT)
  */
 #ifndef FUSE_DRIVER_H
@@ -21,6 +22,7 @@
 #include "fuse_rt.h"
 #include "graph.h"
 #include "loop.h"
+#include "passes.h"
 
 /* The statuses every step returns; the command line exits with them (LANGUAGE.md §5). */
 typedef enum DriverStatus {
@@ -38,6 +40,7 @@ typedef struct KernelOptions {
     bool bounds_checks;    /* generated C checks every index (BACKEND_C only) */
     const char *cpu;       /* JIT target CPU (--cpu); NULL: the host's */
     const char *features;  /* JIT target features (--features); NULL: the host's */
+    PassOptions passes;    /* -O0, --dump-after, --time-passes; zero: every pass, quietly */
 } KernelOptions;
 
 /* The backends of this build, by name: "jit" (with LLVM), "c", "interp". */
@@ -62,16 +65,21 @@ Graph *driver_build(Ctx *cx, const Ast *ast, const char *purpose, DriverStatus *
 /* The widest vector the target runs natively, or opt's choice. */
 uint32_t driver_vector_lanes(const KernelOptions *opt);
 
-/* Lowers g to loop IR; the verifier runs after lowering (a failure is our bug). Returns NULL
- * after reporting an error. */
+/* The graph passes on g as opt->passes says (passes_run). Returns the graph to schedule. */
+const Graph *driver_optimize(Ctx *cx, const Graph *g, const KernelOptions *opt);
+
+/* Optimizes g (driver_optimize) and lowers the result to loop IR; the verifier runs after
+ * lowering (a failure is our bug). The program's flops and bytes stay those of g as written
+ * (LANGUAGE.md section 5). Returns NULL after reporting an error. */
 LoopProgram *driver_lower(Ctx *cx, const Graph *g, const KernelOptions *opt);
 
 /* A compiled program: its kernel API and what keeps the code alive. */
 typedef struct Compiled {
     const fuse_rt_kernel_info *info; /* NULL until compiled */
     uint32_t vector_lanes;
-    CKernel c; /* BACKEND_C: the loaded shared object */
-    void *jit; /* BACKEND_JIT: the Jit (jit.h) */
+    double executed_flops; /* graph_flops of the optimized graph (driver_compile_graph) */
+    CKernel c;             /* BACKEND_C: the loaded shared object */
+    void *jit;             /* BACKEND_JIT: the Jit (jit.h) */
 } Compiled;
 
 /* Compiles p with opt->backend. On failure *out is empty (driver_release is still safe). */

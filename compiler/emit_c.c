@@ -418,6 +418,38 @@ static Val emit_load(Emit *E, const LoopExpr *e)
     return def(E, e->type, "*(const %su *)(%s)", ctype(e->type, tb), ptr);
 }
 
+/* Lane l of the result is buf[index[l]]: a lane loop, which gcc and clang may turn into a
+ * gather instruction. */
+static Val emit_gather(Emit *E, const LoopExpr *e)
+{
+    char name[80], tb[32];
+    buffer_cname(e->load.buf, name);
+    Val idx = emit_expr(E, e->load.index);
+    uint32_t n = e->type.lanes;
+    Val t = new_temp(E);
+    line(E, "%s %s = {0};", ctype(e->type, tb), t.s);
+    line(E, "for (int fuse_l = 0; fuse_l < %u; fuse_l++)", n);
+    if (!E->opt->bounds_checks) {
+        line(E, "    %s[fuse_l] = %s[%s[fuse_l]];", t.s, name, idx.s);
+        return t;
+    }
+    line(E,
+         "    %s[fuse_l] = 0 <= %s[fuse_l] && %s[fuse_l] <= INT64_C(%" PRId64 ") ? %s[%s[fuse_l]]"
+         " : *fuse_oob(fuse_self, \"%s: gather %s x%u\", %s[fuse_l]);",
+         t.s, idx.s, idx.s, e->load.buf->elems - 1, name, idx.s, E->k->name, name, n, idx.s);
+    return t;
+}
+
+/* 0, 1, ..., lanes-1 as an i64 vector. */
+static Val emit_iota(Emit *E, const LoopExpr *e)
+{
+    char text[128];
+    int at = 0;
+    for (uint32_t l = 0; l < e->type.lanes; l++)
+        at += snprintf(text + at, sizeof text - (size_t)at, "%s%u", l ? ", " : "", l);
+    return def(E, e->type, "{%s}", text);
+}
+
 static Val emit_unary(Emit *E, const LoopExpr *e)
 {
     Val a = emit_expr(E, e->op.a);
@@ -588,6 +620,10 @@ static Val emit_expr(Emit *E, const LoopExpr *e)
         return emit_cast(E, e);
     case LEXPR_REDUCE:
         return emit_reduce(E, e);
+    case LEXPR_IOTA:
+        return emit_iota(E, e);
+    case LEXPR_GATHER:
+        return emit_gather(E, e);
     }
     FUSE_UNREACHABLE();
 }
@@ -597,11 +633,11 @@ static Val emit_expr(Emit *E, const LoopExpr *e)
 /* Vars read anywhere (assignment targets do not count as reads). */
 static void reads_expr(bool *read, const LoopExpr *e)
 {
-    if (!e || e->kind == LEXPR_CONST_F || e->kind == LEXPR_CONST_I)
+    if (!e || e->kind == LEXPR_CONST_F || e->kind == LEXPR_CONST_I || e->kind == LEXPR_IOTA)
         return;
     if (e->kind == LEXPR_VAR) {
         read[e->var->id] = true;
-    } else if (e->kind == LEXPR_LOAD) {
+    } else if (e->kind == LEXPR_LOAD || e->kind == LEXPR_GATHER) {
         reads_expr(read, e->load.index);
     } else {
         reads_expr(read, e->op.a);

@@ -385,6 +385,23 @@ static LLVMValueRef emit_reduce(Emit *E, const LoopExpr *e)
     return r;
 }
 
+/* llvm.masked.gather with every lane enabled: a vector of element pointers (one GEP with the
+ * index vector), align 4, as emit_c's lane loop. */
+static LLVMValueRef emit_gather(Emit *E, const LoopExpr *e)
+{
+    uint32_t n = e->type.lanes;
+    LLVMValueRef ptrs = buf_ptr(E, e->load.buf, emit_expr(E, e->load.index));
+    LLVMTypeRef types[2] = {vec(E->f32, n), LLVMVectorType(E->ptr, n)};
+    static const char name[] = "llvm.masked.gather";
+    unsigned id = LLVMLookupIntrinsicID(name, sizeof name - 1);
+    FUSE_ASSERT(id != 0);
+    LLVMValueRef fn = LLVMGetIntrinsicDeclaration(E->m, id, types, 2);
+    LLVMTypeRef fty = LLVMIntrinsicGetType(E->cx, id, types, 2);
+    LLVMValueRef mask = splat_const(LLVMConstInt(E->i1, 1, 0), n);
+    LLVMValueRef args[4] = {ptrs, LLVMConstInt(E->i32, 4, 0), mask, LLVMGetPoison(types[0])};
+    return LLVMBuildCall2(E->b, fty, fn, args, 4, "");
+}
+
 static LLVMValueRef emit_expr(Emit *E, const LoopExpr *e)
 {
     uint32_t n = e->type.lanes;
@@ -425,6 +442,15 @@ static LLVMValueRef emit_expr(Emit *E, const LoopExpr *e)
     }
     case LEXPR_REDUCE:
         return emit_reduce(E, e);
+    case LEXPR_IOTA: {
+        LLVMValueRef v[16];
+        FUSE_ASSERT(n <= 16);
+        for (uint32_t l = 0; l < n; l++)
+            v[l] = ci64(E, (int64_t)l);
+        return LLVMConstVector(v, n);
+    }
+    case LEXPR_GATHER:
+        return emit_gather(E, e);
     }
     FUSE_UNREACHABLE();
 }
@@ -876,14 +902,18 @@ static void emit_wrapper(Emit *E, const char *what, const char *driver_fn, LLVMT
         LLVMBuildRet(E->b, r);
 }
 
-static void emit_program(Emit *E, uintptr_t driver)
+static void emit_program(Emit *E, uintptr_t driver, const EmitLLVMPart *part)
 {
     LLVMTypeRef pf[4] = {E->ptr, E->i64, E->ptr, E->ptr};
     add_function(E, EMIT_LLVM_PARALLEL_FOR, E->void_t, pf, 4, false);
     for (uint32_t i = 0; i < E->p->nprepare; i++)
-        emit_kernel(E, E->p->prepare[i], true, i);
+        if (!part || part->prepare[i])
+            emit_kernel(E, E->p->prepare[i], true, i);
     for (uint32_t i = 0; i < E->p->nkernels; i++)
-        emit_kernel(E, E->p->kernels[i], false, i);
+        if (!part || part->run[i])
+            emit_kernel(E, E->p->kernels[i], false, i);
+    if (part && !part->wrappers)
+        return;
     /* create(weights, nweights, pool, out, err, errlen), run(k, in, out, err, errlen),
      * destroy(k) */
     LLVMTypeRef cp[6] = {E->ptr, E->i64, E->ptr, E->ptr, E->ptr, E->i64};
@@ -933,8 +963,69 @@ LLVMTargetMachineRef emit_llvm_target_machine(Ctx *cx, const JitOptions *opt)
     return tm;
 }
 
+static uint64_t expr_cost(const LoopExpr *e)
+{
+    if (!e)
+        return 0;
+    switch (e->kind) {
+    case LEXPR_CONST_F:
+    case LEXPR_CONST_I:
+    case LEXPR_VAR:
+        return 0;
+    case LEXPR_LOAD:
+        return 1 + expr_cost(e->load.index);
+    case LEXPR_GATHER: /* split into several gathers and their index arithmetic */
+        return 4 + expr_cost(e->load.index);
+    default:
+        return 1 + expr_cost(e->op.a) + expr_cost(e->op.b) + expr_cost(e->op.c);
+    }
+}
+
+static uint64_t stmt_cost(const LoopStmt *s)
+{
+    if (!s)
+        return 0;
+    switch (s->kind) {
+    case LOOP_FOR: {
+        uint64_t body = 2 + stmt_cost(s->loop.body);
+        /* O3 unrolls a short constant loop fully (see MAX_UNROLL_TRIPS) */
+        const LoopExpr *lo = s->loop.lo, *hi = s->loop.hi;
+        if (s->loop.for_kind == FOR_UNROLLED && lo->kind == LEXPR_CONST_I &&
+            hi->kind == LEXPR_CONST_I && s->loop.step > 0) {
+            int64_t trips = (hi->i - lo->i + s->loop.step - 1) / s->loop.step;
+            if (trips > 1 && trips <= MAX_UNROLL_TRIPS)
+                body *= (uint64_t)trips;
+        }
+        return body + expr_cost(s->loop.lo) + expr_cost(s->loop.hi);
+    }
+    case LOOP_STORE:
+        return 1 + expr_cost(s->store.index) + expr_cost(s->store.value);
+    case LOOP_IF:
+        return 1 + expr_cost(s->branch.cond) + stmt_cost(s->branch.then_body) +
+               stmt_cost(s->branch.else_body);
+    case LOOP_BLOCK: {
+        uint64_t c = 0;
+        for (uint32_t i = 0; i < s->block.n; i++)
+            c += stmt_cost(s->block.stmts[i]);
+        return c;
+    }
+    case LOOP_DECL:
+        return expr_cost(s->decl.init);
+    case LOOP_ASSIGN:
+        return expr_cost(s->assign.value);
+    case LOOP_PREFETCH:
+        return 1 + expr_cost(s->prefetch.index);
+    }
+    return 0;
+}
+
+uint64_t emit_llvm_kernel_cost(const LoopKernel *k)
+{
+    return 8 + stmt_cost(k->body); /* 8: the functions around the body */
+}
+
 LLVMModuleRef emit_llvm_module(const LoopProgram *p, LLVMContextRef llvm_ctx,
-                               LLVMTargetMachineRef tm, uintptr_t driver)
+                               LLVMTargetMachineRef tm, uintptr_t driver, const EmitLLVMPart *part)
 {
     Emit E = {.p = p, .cx = llvm_ctx};
     E.m = LLVMModuleCreateWithNameInContext(p->name, llvm_ctx);
@@ -952,7 +1043,7 @@ LLVMModuleRef emit_llvm_module(const LoopProgram *p, LLVMContextRef llvm_ctx,
     E.i1 = LLVMInt1TypeInContext(llvm_ctx);
     E.ptr = LLVMPointerTypeInContext(llvm_ctx, 0);
     E.void_t = LLVMVoidTypeInContext(llvm_ctx);
-    emit_program(&E, driver);
+    emit_program(&E, driver, part);
     LLVMDisposeBuilder(E.alloca_b);
     LLVMDisposeBuilder(E.b);
 

@@ -1,8 +1,9 @@
 /*
- * emit_llvm: LoopProgram -> one LLVM module (through the LLVM C API), the code generator the JIT
- * (jit.c) runs. It mirrors emit_c.c's semantics exactly: IEEE f32 without reassociation or
- * fast-math flags, llvm.fma for FMA, NaN-propagating MAX/MIN by fcmp+select, Python
- * FLOORDIV/MOD, and the same polynomial EXP/TANH/SIGMOID/ERF with the same constants.
+ * emit_llvm: LoopProgram -> an LLVM module, or one per part of the program (through the LLVM C
+ * API), the code generator the JIT (jit.c) runs. It mirrors emit_c.c's semantics exactly: IEEE f32
+ * without reassociation or fast-math flags, llvm.fma for FMA, NaN-propagating MAX/MIN by
+ * fcmp+select, Python FLOORDIV/MOD, and the same polynomial EXP/TANH/SIGMOID/ERF with the same
+ * constants.
  *
  * The module holds, for a program named P:
  * - per kernel (prepare kernel i: emit_llvm_kernel_symbol(p, true, i)), an external
@@ -52,12 +53,28 @@ typedef void (*EmitLLVMKernelFn)(void *const *bufs, fuse_rt_pool *pool, char *sc
  * or hand it to the JIT). */
 struct LLVMOpaqueTargetMachine *emit_llvm_target_machine(Ctx *cx, const JitOptions *opt);
 
-/* Builds p's module in context `llvm_ctx` for `tm`'s triple and data layout, verifies it (a
- * failure is an internal error: fuse_panic with LLVM's message) and optimizes it with
- * default<O3>. `driver` is the value the wrappers pass to the driver (0 for emit-llvm).
+/* A part of p's functions, for a module of its own: kernels never call each other (the driver
+ * calls them through the symbols), so the parts of a program compile independently, on
+ * several threads (jit.c). prepare[i] / run[i]: whether prepare / run kernel i is in the part;
+ * wrappers: whether the create/run/destroy wrappers are. */
+typedef struct EmitLLVMPart {
+    const bool *prepare, *run;
+    bool wrappers;
+} EmitLLVMPart;
+
+/* Builds p's module (or, with part not NULL, the module of that part) in context `llvm_ctx`
+ * for `tm`'s triple and data layout, verifies it (a failure is an internal error: fuse_panic
+ * with LLVM's message) and optimizes it with default<O3>. `driver` is the value the wrappers
+ * pass to the driver (0 for emit-llvm). Only reads p: threads may build parts of one program
+ * at once, each in its own LLVM context with its own target machine.
  * Owns: the caller (LLVMDisposeModule, or hand it to the JIT in a thread-safe module). */
 struct LLVMOpaqueModule *emit_llvm_module(const LoopProgram *p, struct LLVMOpaqueContext *llvm_ctx,
-                                          struct LLVMOpaqueTargetMachine *tm, uintptr_t driver);
+                                          struct LLVMOpaqueTargetMachine *tm, uintptr_t driver,
+                                          const EmitLLVMPart *part);
+
+/* A relative estimate of the time it takes to optimize and compile kernel k (the size of its
+ * loop IR, short constant loops counted as unrolled): what jit.c balances the parts by. */
+uint64_t emit_llvm_kernel_cost(const LoopKernel *k);
 
 /* The symbol of prepare (prepare = true) or run kernel i of p, written into buf. */
 void emit_llvm_kernel_symbol(const LoopProgram *p, bool prepare, uint32_t i, char *buf,

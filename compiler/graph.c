@@ -15,7 +15,7 @@ const OpInfo op_info[OP_COUNT] = {
 #undef OP
 };
 
-_Static_assert(OP_COUNT == 36, "ops.def changed: update graph goldens, interp and cost model");
+_Static_assert(OP_COUNT == 37, "ops.def changed: update graph goldens, interp and cost model");
 
 int64_t shape_numel(const Shape *s)
 {
@@ -302,6 +302,10 @@ static void dump_attrs(const Node *n, FILE *out)
         dump_pair(out, "stride", n->attr.pool.stride_h, n->attr.pool.stride_w);
         dump_pair(out, "padding", n->attr.pool.pad_h, n->attr.pool.pad_w);
         break;
+    case OP_SLICE:
+        fprintf(out, " axis=%u start=%" PRId64 " length=%" PRId64, n->attr.slice.axis,
+                n->attr.slice.start, n->attr.slice.length);
+        break;
     default:
         break;
     }
@@ -330,6 +334,140 @@ void graph_dump(const Graph *g, FILE *out)
 void graph_dump_attrs(const Node *n, FILE *out)
 {
     dump_attrs(n, out);
+}
+
+/* True if `in` broadcasts to exactly `out` along with some other operand: trailing axes
+ * aligned, each of in's dims 1 or out's. */
+static bool broadcasts_to(const Shape *in, const Shape *out)
+{
+    if (in->rank > out->rank)
+        return false;
+    for (uint32_t d = 0; d < in->rank; d++) {
+        int64_t have = in->dim[d], want = out->dim[out->rank - in->rank + d];
+        if (have != want && have != 1)
+            return false;
+    }
+    return true;
+}
+
+/* Output size of a conv2d window along one axis (shape.c's rule). */
+static int64_t window_out(int64_t in, int64_t k, int64_t stride, int64_t pad, int64_t dil)
+{
+    return (in + 2 * pad - dil * (k - 1) - 1) / stride + 1;
+}
+
+/* The shape rule of the ops whose rule is local (graph.h). Returns NULL or what is wrong. */
+static const char *check_shape(const Node *n)
+{
+    const Shape *s = &n->shape;
+    const Shape *x = n->ninputs ? &n->inputs[0]->shape : NULL;
+    switch (op_info[n->kind].cls) {
+    case OPC_UNARY:
+        return shape_equal(s, x) ? NULL : "shape differs from its input's";
+    case OPC_BINARY: {
+        const Shape *y = &n->inputs[1]->shape;
+        if (!broadcasts_to(x, s) || !broadcasts_to(y, s))
+            return "an input does not broadcast to the result";
+        for (uint32_t d = 0; d < s->rank; d++) {
+            int64_t a = d + x->rank >= s->rank ? x->dim[d + x->rank - s->rank] : 1;
+            int64_t b = d + y->rank >= s->rank ? y->dim[d + y->rank - s->rank] : 1;
+            if (s->dim[d] != (a == 1 ? b : a))
+                return "result is not the broadcast of its inputs";
+        }
+        return NULL;
+    }
+    default:
+        break;
+    }
+    switch (n->kind) {
+    case OP_VIEW:
+        return shape_numel(s) == shape_numel(x) ? NULL : "view changes the element count";
+    case OP_PERMUTE: {
+        bool seen[FUSE_MAX_RANK] = {false};
+        if (s->rank != x->rank)
+            return "permute changes the rank";
+        for (uint32_t d = 0; d < s->rank; d++) {
+            uint32_t p = n->attr.permute.perm[d];
+            if (p >= s->rank || seen[p] || s->dim[d] != x->dim[p])
+                return "perm is not a permutation of the input's axes";
+            seen[p] = true;
+        }
+        return NULL;
+    }
+    case OP_SLICE: {
+        uint32_t a = n->attr.slice.axis;
+        if (s->rank != x->rank || a >= s->rank || n->attr.slice.start < 0 ||
+            n->attr.slice.length != s->dim[a] || n->attr.slice.start + s->dim[a] > x->dim[a])
+            return "slice is out of its input's bounds";
+        for (uint32_t d = 0; d < s->rank; d++)
+            if (d != a && s->dim[d] != x->dim[d])
+                return "slice changes an axis other than its own";
+        return NULL;
+    }
+    case OP_CONCAT: {
+        uint32_t a = n->attr.concat.axis;
+        int64_t total = 0;
+        if (a >= s->rank)
+            return "concat axis out of range";
+        for (uint32_t k = 0; k < n->ninputs; k++) {
+            const Shape *in = &n->inputs[k]->shape;
+            if (in->rank != s->rank)
+                return "concat input of another rank";
+            for (uint32_t d = 0; d < s->rank; d++)
+                if (d != a && in->dim[d] != s->dim[d])
+                    return "concat inputs differ off the axis";
+            total += in->dim[a];
+        }
+        return total == s->dim[a] ? NULL : "concat size is not the sum of its inputs'";
+    }
+    case OP_UPSAMPLE:
+        return s->rank == 4 && x->rank == 4 && s->dim[0] == x->dim[0] && s->dim[1] == x->dim[1]
+                   ? NULL
+                   : "upsample must keep N and C of a 4-d input";
+    case OP_CONV2D: {
+        const Shape *w = &n->inputs[1]->shape;
+        int64_t g = n->attr.conv.groups;
+        if (x->rank != 4 || w->rank != 4 || s->rank != 4 || g < 1)
+            return "conv2d needs 4-d input, weight and result";
+        if (w->dim[0] != n->attr.conv.out || s->dim[1] != w->dim[0] || w->dim[0] % g != 0 ||
+            w->dim[1] * g != x->dim[1] || w->dim[2] != n->attr.conv.kh ||
+            w->dim[3] != n->attr.conv.kw || s->dim[0] != x->dim[0])
+            return "conv2d weight does not match its input and attributes";
+        if (s->dim[2] != window_out(x->dim[2], n->attr.conv.kh, n->attr.conv.stride_h,
+                                    n->attr.conv.pad_h, n->attr.conv.dil_h) ||
+            s->dim[3] != window_out(x->dim[3], n->attr.conv.kw, n->attr.conv.stride_w,
+                                    n->attr.conv.pad_w, n->attr.conv.dil_w))
+            return "conv2d result size does not follow its window";
+        if ((n->ninputs == 3) != n->attr.conv.bias ||
+            (n->ninputs == 3 &&
+             (n->inputs[2]->shape.rank != 1 || n->inputs[2]->shape.dim[0] != n->attr.conv.out)))
+            return "conv2d bias does not match";
+        return NULL;
+    }
+    case OP_LINEAR: {
+        const Shape *w = &n->inputs[1]->shape;
+        if (x->rank < 1 || w->rank != 2 || s->rank != x->rank || w->dim[0] != n->attr.linear.out ||
+            w->dim[1] != x->dim[x->rank - 1] || s->dim[s->rank - 1] != w->dim[0])
+            return "linear weight does not match its input and attributes";
+        for (uint32_t d = 0; d + 1 < s->rank; d++)
+            if (s->dim[d] != x->dim[d])
+                return "linear changes an axis other than the last";
+        if ((n->ninputs == 3) != n->attr.linear.bias ||
+            (n->ninputs == 3 &&
+             (n->inputs[2]->shape.rank != 1 || n->inputs[2]->shape.dim[0] != n->attr.linear.out)))
+            return "linear bias does not match";
+        return NULL;
+    }
+    case OP_BATCHNORM:
+        if (s->rank < 2 || !shape_equal(s, x))
+            return "batchnorm needs [N, C, ...] and keeps it";
+        for (uint32_t k = 1; k < 5; k++)
+            if (n->inputs[k]->shape.rank != 1 || n->inputs[k]->shape.dim[0] != s->dim[1])
+                return "batchnorm parameter is not [C]";
+        return NULL;
+    default:
+        return NULL;
+    }
 }
 
 bool graph_verify(const Graph *g, FILE *out)
@@ -363,6 +501,11 @@ bool graph_verify(const Graph *g, FILE *out)
             }
         if (shape_numel(&n->shape) > FUSE_MAX_ELEMENTS) {
             fprintf(out, "graph_verify: %%%u has more than 2^40 elements\n", i);
+            return false;
+        }
+        const char *why = check_shape(n);
+        if (why) {
+            fprintf(out, "graph_verify: %%%u (%s): %s\n", i, info->name, why);
             return false;
         }
     }

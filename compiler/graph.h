@@ -145,6 +145,10 @@ struct Node {
         struct {
             int64_t kh, kw, stride_h, stride_w, pad_h, pad_w;
         } pool; /* OP_AVGPOOL2D, OP_MAXPOOL2D */
+        struct {
+            uint32_t axis;
+            int64_t start, length; /* input indices start..start+length-1 along axis */
+        } slice;                   /* OP_SLICE (internal: made by the graph passes) */
     } attr;
 };
 
@@ -187,10 +191,13 @@ void matmul_batch_shapes(const Shape *a, const Shape *b, Shape *batch_a, Shape *
 
 /* Writes the graph as text (--dump=graph); the format is what the golden tests compare. */
 void graph_dump(const Graph *g, FILE *out);
+
 /* A node's attributes as graph_dump prints them (" axis=1", " out=128 kernel=[1,1] ..."). */
 void graph_dump_attrs(const Node *n, FILE *out);
-/* Checks the IR invariants (topological order, arities, ranks). Returns false and prints the
- * first violation to `out` if one is broken: a compiler bug, never a user error. */
+/* Checks the IR invariants (topological order, arities, ranks, and the shape rule of the ops
+ * whose rule is local: elementwise, layout, concat, slice, upsample, conv2d, linear,
+ * batchnorm). Returns false and prints the first violation to `out` if one is broken: a
+ * compiler bug, never a user error. */
 bool graph_verify(const Graph *g, FILE *out);
 uint32_t graph_count_op(const Graph *g, OpKind kind);
 

@@ -357,6 +357,21 @@ static void eval_permute(const Run *r, const Node *n, float *out)
     }
 }
 
+/* Input indices start..start+length-1 along the axis: per index of the axes before it, one
+ * contiguous run of length*inner values. */
+static void eval_slice(const Run *r, const Node *n, float *out)
+{
+    const float *x = arg(r, n, 0);
+    const Shape *is = &n->inputs[0]->shape;
+    uint32_t axis = n->attr.slice.axis;
+    FUSE_ASSERT(axis < is->rank && n->attr.slice.start + n->attr.slice.length <= is->dim[axis]);
+    int64_t outer = dims_product(is, 0, axis), inner = dims_product(is, axis + 1, is->rank);
+    int64_t run = n->attr.slice.length * inner;
+    for (int64_t o = 0; o < outer; o++)
+        memcpy(out + o * run, x + (o * is->dim[axis] + n->attr.slice.start) * inner,
+               (size_t)run * sizeof(float));
+}
+
 /* ---- contractions -------------------------------------------------------------------- */
 
 /* nn.Conv2d: x [N, C, H, W], weight [O, C/G, KH, KW], bias [O] ->
@@ -794,6 +809,9 @@ static bool compute(Run *r, const Node *n, float *out)
         return eval_matmul(r, n, out);
     case OP_PERMUTE:
         eval_permute(r, n, out);
+        return true;
+    case OP_SLICE:
+        eval_slice(r, n, out);
         return true;
     case OP_VIEW:
         FUSE_ASSERT(shape_numel(&n->inputs[0]->shape) == shape_numel(&n->shape));

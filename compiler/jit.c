@@ -1,9 +1,11 @@
 /*
- * jit: LoopProgram -> machine code in this process (see jit.h). emit_llvm builds and optimizes
- * the module; this file owns the ORC LLJIT (one per Jit), registers the runtime and driver
- * functions as absolute symbols, looks up every kernel and wrapper, and holds the generic
- * instance driver in C that the module's fuse_k_<name>_create/_run/_destroy wrappers call with
- * the Jit's address baked in.
+ * jit: LoopProgram -> machine code in this process (see jit.h). The kernels are split into one
+ * part per available CPU (at most MAX_COMPILE_THREADS), balanced by emit_llvm_kernel_cost; each
+ * part is built, optimized and compiled to an object file by emit_llvm on a thread of its own
+ * (kernels never call each other, so the parts are independent). This file owns the ORC LLJIT
+ * (one per Jit) that links the objects, registers the runtime and driver functions as absolute
+ * symbols, looks up every kernel and wrapper, and holds the generic instance driver in C that
+ * the module's fuse_k_<name>_create/_run/_destroy wrappers call with the Jit's address baked in.
  *
  * Instance layout (as emit_c's): every BUF_PREPARED buffer in one fuse_rt_alloc block at
  * 64-byte aligned offsets in buffer order; one scratch block of scratch_bytes + threads *
@@ -11,11 +13,12 @@
  * outputs of the call, the user's params during create, prepared and scratch pointers).
  * The Jit owns copies of every name and shape it exposes: the LoopProgram may be freed after
  * jit_compile. With FUSEC_JIT_TIME set in the environment, jit_compile prints how long it took
- * (setup, IR + verify + O3, codegen) on stderr.
+ * (setup, IR + O3 + codegen on the threads, linking) on stderr.
  */
 #include "jit.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -333,52 +336,151 @@ static double now_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
+/* At most this many threads compile one program (one module each). */
+#define MAX_COMPILE_THREADS 8
+
+/* One module of a program: a part of its kernels, emitted, optimized and compiled to an object
+ * file on a thread of its own (each with its own LLVM context and target machine). */
+typedef struct CompileJob {
+    const LoopProgram *p;
+    uintptr_t driver;
+    LLVMTargetMachineRef tm; /* owns */
+    bool *prepare, *run;     /* owns: the part's kernels */
+    EmitLLVMPart part;       /* points at prepare and run */
+    uint64_t cost;
+    LLVMMemoryBufferRef object; /* out: owns until the JIT takes it */
+    char *error;                /* out: LLVM's message (LLVMDisposeMessage) */
+} CompileJob;
+
+static void *compile_job(void *arg)
+{
+    CompileJob *job = arg;
+    LLVMContextRef ctx = LLVMContextCreate();
+    LLVMModuleRef m = emit_llvm_module(job->p, ctx, job->tm, job->driver, &job->part);
+    if (LLVMTargetMachineEmitToMemoryBuffer(job->tm, m, LLVMObjectFile, &job->error, &job->object))
+        job->object = NULL;
+    LLVMDisposeModule(m);
+    LLVMContextDispose(ctx);
+    return NULL;
+}
+
+/* Splits p's kernels into jobs[0..njobs) of about equal cost, largest first, each kernel to the
+ * cheapest job so far; job 0 also takes the wrappers. */
+static void partition(const LoopProgram *p, CompileJob *jobs, uint32_t njobs)
+{
+    uint32_t n = p->nprepare + p->nkernels;
+    uint64_t *cost = xcalloc(n + 1, sizeof *cost);
+    bool *placed = xcalloc(n + 1, sizeof *placed);
+    for (uint32_t i = 0; i < n; i++)
+        cost[i] =
+            emit_llvm_kernel_cost(i < p->nprepare ? p->prepare[i] : p->kernels[i - p->nprepare]);
+    for (uint32_t round = 0; round < n; round++) {
+        uint32_t best = n;
+        for (uint32_t i = 0; i < n; i++)
+            if (!placed[i] && (best == n || cost[i] > cost[best]))
+                best = i;
+        CompileJob *to = &jobs[0];
+        for (uint32_t j = 1; j < njobs; j++)
+            if (jobs[j].cost < to->cost)
+                to = &jobs[j];
+        placed[best] = true;
+        to->cost += cost[best];
+        if (best < p->nprepare)
+            to->prepare[best] = true;
+        else
+            to->run[best - p->nprepare] = true;
+    }
+    jobs[0].part.wrappers = true;
+    free(placed);
+    free(cost);
+}
+
+/* Compiles jobs[0..njobs) on njobs threads (this one included); false after reporting an
+ * error. */
+static bool run_jobs(Ctx *cx, CompileJob *jobs, uint32_t njobs)
+{
+    pthread_t threads[MAX_COMPILE_THREADS];
+    bool started[MAX_COMPILE_THREADS] = {false};
+    for (uint32_t j = 1; j < njobs; j++)
+        started[j] = pthread_create(&threads[j], NULL, compile_job, &jobs[j]) == 0;
+    compile_job(&jobs[0]);
+    for (uint32_t j = 1; j < njobs; j++) {
+        if (started[j])
+            pthread_join(threads[j], NULL);
+        else
+            compile_job(&jobs[j]); /* no thread to be had: compile it here */
+    }
+    for (uint32_t j = 0; j < njobs; j++)
+        if (!jobs[j].object) {
+            diag_report_file(cx->diag, DIAG_ERROR, NULL, "JIT: cannot compile %s: %s",
+                             jobs[j].p->name, jobs[j].error ? jobs[j].error : "");
+            return false;
+        }
+    return true;
+}
+
+static uint32_t compile_threads(const LoopProgram *p, const JitOptions *opt)
+{
+    long want = opt && opt->compile_threads ? (long)opt->compile_threads : available_cpus();
+    uint32_t n = p->nprepare + p->nkernels;
+    uint32_t t = want > MAX_COMPILE_THREADS ? MAX_COMPILE_THREADS : (uint32_t)want;
+    return n < t ? (n ? n : 1) : t;
+}
+
 Jit *jit_compile(Ctx *cx, const LoopProgram *p, const JitOptions *opt)
 {
     double t0 = now_ms();
     Jit *jit = xcalloc(1, sizeof *jit);
     describe(jit, p);
-    /* two target machines: one for the passes (disposed here), one handed to the JIT */
-    LLVMTargetMachineRef pass_tm = emit_llvm_target_machine(cx, opt);
-    LLVMTargetMachineRef jit_tm = pass_tm ? emit_llvm_target_machine(cx, opt) : NULL;
-    if (!jit_tm) {
-        if (pass_tm)
-            LLVMDisposeTargetMachine(pass_tm);
-        jit_free(jit);
-        return NULL;
+    /* a target machine per compile thread, one more for the JIT (it takes it) */
+    uint32_t njobs = compile_threads(p, opt);
+    CompileJob jobs[MAX_COMPILE_THREADS] = {{0}};
+    bool ok = true;
+    for (uint32_t j = 0; j < njobs && ok; j++) {
+        jobs[j] = (CompileJob){.p = p, .driver = (uintptr_t)jit};
+        jobs[j].prepare = xcalloc(p->nprepare + 1, sizeof(bool));
+        jobs[j].run = xcalloc(p->nkernels + 1, sizeof(bool));
+        jobs[j].part = (EmitLLVMPart){.prepare = jobs[j].prepare, .run = jobs[j].run};
+        ok = (jobs[j].tm = emit_llvm_target_machine(cx, opt)) != NULL;
     }
-    jit->lljit = make_lljit(cx, jit_tm); /* takes jit_tm */
-    if (!jit->lljit) {
-        LLVMDisposeTargetMachine(pass_tm);
-        jit_free(jit);
-        return NULL;
-    }
+    LLVMTargetMachineRef jit_tm = ok ? emit_llvm_target_machine(cx, opt) : NULL;
+    if (jit_tm)
+        jit->lljit = make_lljit(cx, jit_tm); /* takes jit_tm */
     double t_setup = now_ms();
-    LLVMOrcThreadSafeContextRef tsc = LLVMOrcCreateNewThreadSafeContext();
-    LLVMModuleRef m =
-        emit_llvm_module(p, LLVMOrcThreadSafeContextGetContext(tsc), pass_tm, (uintptr_t)jit);
-    LLVMDisposeTargetMachine(pass_tm);
-    double t1 = now_ms();
-    /* the thread-safe module takes m; it keeps the context alive, so tsc goes now */
-    LLVMOrcThreadSafeModuleRef tsm = LLVMOrcCreateNewThreadSafeModule(m, tsc);
-    LLVMOrcDisposeThreadSafeContext(tsc);
-    /* the JIT takes tsm, even on failure (LLJIT.h) */
-    LLVMErrorRef e =
-        LLVMOrcLLJITAddLLVMIRModule(jit->lljit, LLVMOrcLLJITGetMainJITDylib(jit->lljit), tsm);
-    if (e) {
-        report_error(cx, "cannot add the module", "", e);
-        jit_free(jit);
-        return NULL;
+    ok = jit->lljit != NULL;
+    if (ok) {
+        partition(p, jobs, njobs);
+        ok = run_jobs(cx, jobs, njobs);
     }
-    if (!link_symbols(cx, jit, p)) {
+    double t_compiled = now_ms();
+    LLVMOrcJITDylibRef jd = ok ? LLVMOrcLLJITGetMainJITDylib(jit->lljit) : NULL;
+    for (uint32_t j = 0; j < njobs; j++) {
+        if (ok) {
+            /* the JIT takes the object, even on failure (LLJIT.h) */
+            LLVMErrorRef e = LLVMOrcLLJITAddObjectFile(jit->lljit, jd, jobs[j].object);
+            if (e) {
+                report_error(cx, "cannot add the object code", "", e);
+                ok = false;
+            }
+        } else if (jobs[j].object) {
+            LLVMDisposeMemoryBuffer(jobs[j].object);
+        }
+        LLVMDisposeMessage(jobs[j].error);
+        if (jobs[j].tm)
+            LLVMDisposeTargetMachine(jobs[j].tm);
+        free(jobs[j].prepare);
+        free(jobs[j].run);
+    }
+    if (!ok || !link_symbols(cx, jit, p)) {
         jit_free(jit);
         return NULL;
     }
     if (getenv("FUSEC_JIT_TIME"))  // compile-time measurement, on stderr
         fprintf(stderr,
-                "fusec: jit %s: %.1f ms (target and JIT setup %.1f ms, IR + verify + O3 %.1f ms, "
-                "codegen %.1f ms)\n",
-                p->name, now_ms() - t0, t_setup - t0, t1 - t_setup, now_ms() - t1);
+                "fusec: jit %s: %.1f ms (target and JIT setup %.1f ms, IR + O3 + codegen on %u "
+                "thread%s %.1f ms, linking %.1f ms)\n",
+                p->name, now_ms() - t0, t_setup - t0, njobs, njobs == 1 ? "" : "s",
+                t_compiled - t_setup, now_ms() - t_compiled);
     return jit;
 }
 
@@ -417,7 +519,7 @@ bool jit_emit_llvm(Ctx *cx, const LoopProgram *p, const JitOptions *opt, StrBuf 
     if (!tm)
         return false;
     LLVMContextRef ctx = LLVMContextCreate();
-    LLVMModuleRef m = emit_llvm_module(p, ctx, tm, 0);
+    LLVMModuleRef m = emit_llvm_module(p, ctx, tm, 0, NULL);
     char *text = LLVMPrintModuleToString(m);
     sb_append(out, text);
     LLVMDisposeMessage(text);

@@ -18,13 +18,16 @@
 typedef struct JitOptions {
     const char *cpu;      /* e.g. "znver4" (--cpu) */
     const char *features; /* e.g. "+avx2,+fma" (--features) */
+    uint32_t compile_threads; /* threads compiling the kernels; 0: one per available CPU */
 } JitOptions;
 
 typedef struct Jit Jit;
 
-/* Builds p as an LLVM module, verifies it (a failure is our bug: internal error), optimizes it
- * with default<O3> for the target, and JIT-compiles it. Owns everything it needs afterwards:
- * p and its arena may be freed. Returns NULL after reporting an error to cx->diag. */
+/* Builds p as LLVM modules, verifies them (a failure is our bug: internal error), optimizes
+ * them with default<O3> for the target and compiles them, on as many threads as this process
+ * has CPUs (the machine code does not depend on the split), then links them in the JIT. Owns
+ * everything it needs afterwards: p and its arena may be freed. Returns NULL after reporting an
+ * error to cx->diag. */
 Jit *jit_compile(Ctx *cx, const LoopProgram *p, const JitOptions *opt);
 /* The kernel: valid until jit_free. Instances it creates must be destroyed before that. */
 const fuse_rt_kernel_info *jit_kernel_info(const Jit *jit);

@@ -4,6 +4,7 @@
 #include "loop.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,6 +215,19 @@ LoopExpr *lx_reduce(LoopProgram *p, LoopOp op, LoopExpr *a)
     return e;
 }
 
+LoopExpr *lx_iota(LoopProgram *p, uint32_t lanes)
+{
+    return expr(p, LEXPR_IOTA, LT_I64, lanes);
+}
+
+LoopExpr *lx_gather(LoopProgram *p, const LoopBuffer *b, LoopExpr *index)
+{
+    LoopExpr *e = expr(p, LEXPR_GATHER, LT_F32, index->type.lanes);
+    e->load.buf = b;
+    e->load.index = index;
+    return e;
+}
+
 static LoopStmt *stmt(LoopProgram *p, LoopStmtKind kind)
 {
     LoopStmt *s = ARENA_NEW(p->arena, LoopStmt);
@@ -288,6 +302,94 @@ LoopStmt *ls_prefetch(LoopProgram *p, const LoopBuffer *b, LoopExpr *index, int 
     return s;
 }
 
+/* ---- memory planning ---- */
+
+/* A scratch buffer to place: bytes, and the kernels [first, last] that touch it. */
+typedef struct Slot {
+    LoopBuffer *b;
+    int64_t bytes, first, last;
+} Slot;
+
+static int by_size_desc(const void *a, const void *b)
+{
+    const Slot *x = a, *y = b;
+    if (x->bytes != y->bytes)
+        return x->bytes > y->bytes ? -1 : 1;
+    return x->b->id < y->b->id ? -1 : x->b->id > y->b->id;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const Slot *x = *(const Slot *const *)a, *y = *(const Slot *const *)b;
+    return x->b->offset < y->b->offset ? -1 : x->b->offset > y->b->offset;
+}
+
+/* Greedy interval packing of slots[0..n) (placed largest first); returns the arena size. */
+static int64_t pack(Slot *slots, uint32_t n)
+{
+    qsort(slots, n, sizeof *slots, by_size_desc);
+    Slot **placed = xcalloc(n + 1, sizeof *placed);
+    int64_t size = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        uint32_t m = 0;
+        for (uint32_t j = 0; j < i; j++)
+            if (slots[j].first <= slots[i].last && slots[i].first <= slots[j].last)
+                placed[m++] = &slots[j];
+        qsort(placed, m, sizeof *placed, by_offset);
+        int64_t at = 0;
+        for (uint32_t j = 0; j < m; j++) {
+            if (placed[j]->b->offset >= at + slots[i].bytes)
+                break; /* the gap before placed[j] fits */
+            int64_t end = align64(placed[j]->b->offset + placed[j]->bytes);
+            if (end > at)
+                at = end;
+        }
+        slots[i].b->offset = at;
+        if (align64(at + slots[i].bytes) > size)
+            size = align64(at + slots[i].bytes);
+    }
+    free(placed);
+    return size;
+}
+
+void loop_plan_memory(LoopProgram *p)
+{
+    uint32_t nk = p->nprepare + p->nkernels;
+    Slot *slots[2];
+    uint32_t n[2] = {0, 0};
+    for (int t = 0; t < 2; t++)
+        slots[t] = xcalloc(p->nbuffers + 1, sizeof(Slot));
+    int32_t *where = xcalloc(p->nbuffers + 1, sizeof(int32_t)); /* slot index + 1 */
+    for (uint32_t i = 0; i < p->nbuffers; i++) {
+        LoopBuffer *b = p->buffers[i];
+        int t = b->kind == BUF_SCRATCH ? 0 : b->kind == BUF_THREAD ? 1 : -1;
+        if (t < 0)
+            continue;
+        /* an untouched buffer still gets bytes of its own inside the arena */
+        slots[t][n[t]] = (Slot){b, b->elems * 4, nk, nk};
+        where[i] = (int32_t)n[t]++ + 1;
+    }
+    for (uint32_t k = 0; k < nk; k++) {
+        const LoopKernel *kern = k < p->nprepare ? p->prepare[k] : p->kernels[k - p->nprepare];
+        LoopUses u = loop_uses(p, kern, kern->body, false);
+        for (uint32_t i = 0; i < p->nbuffers; i++) {
+            if (!u.bufs[i] || !where[i])
+                continue;
+            int t = p->buffers[i]->kind == BUF_SCRATCH ? 0 : 1;
+            Slot *sl = &slots[t][where[i] - 1];
+            if (sl->first == nk)
+                sl->first = k;
+            sl->last = k;
+        }
+        loop_uses_free(&u);
+    }
+    p->scratch_bytes = pack(slots[0], n[0]);
+    p->thread_scratch_bytes = pack(slots[1], n[1]);
+    free(where);
+    free(slots[0]);
+    free(slots[1]);
+}
+
 /* ---- dump ---- */
 
 static void dump_type(LoopType t, FILE *out)
@@ -302,7 +404,10 @@ static void dump_expr(const LoopExpr *e, FILE *out)
 {
     switch (e->kind) {
     case LEXPR_CONST_F:
-        fprintf(out, "%.9gf", (double)e->f);
+        if (isinf(e->f))
+            fprintf(out, "%sinf", e->f < 0 ? "-" : "");
+        else
+            fprintf(out, "%.9gf", (double)e->f);
         break;
     case LEXPR_CONST_I:
         fprintf(out, "%" PRId64, e->i);
@@ -368,6 +473,14 @@ static void dump_expr(const LoopExpr *e, FILE *out)
         fprintf(out, "reduce_%s(", op_names[e->op.op]);
         dump_expr(e->op.a, out);
         fprintf(out, ")");
+        break;
+    case LEXPR_IOTA:
+        fprintf(out, "iota%u", e->type.lanes);
+        break;
+    case LEXPR_GATHER:
+        fprintf(out, "%s[{", e->load.buf->name);
+        dump_expr(e->load.index, out);
+        fprintf(out, "}]x%u", e->type.lanes);
         break;
     }
 }
@@ -553,13 +666,22 @@ static bool verify_expr(Verifier *v, const LoopExpr *e)
             return fail(v, "variable %s used outside its scope", e->var->name);
         return same_type(e->type, e->var->type) ? true : fail(v, "type of %s", e->var->name);
     case LEXPR_LOAD:
+    case LEXPR_GATHER:
         if (e->type.scalar != LT_F32)
             return fail(v, "load of a non-f32 type");
-        if (v->prepare ? e->load.buf->kind != BUF_PARAM && e->load.buf->kind != BUF_PREPARED
+        if (v->prepare ? e->load.buf->kind == BUF_INPUT || e->load.buf->kind == BUF_OUTPUT ||
+                             e->load.buf->kind == BUF_THREAD
                        : e->load.buf->kind == BUF_PARAM)
             return fail(v, "%s reads %s buffer %s", v->prepare ? "prepare" : "run",
                         buffer_kind_names[e->load.buf->kind], e->load.buf->name);
-        return verify_access(v, e->load.buf, e->load.index, e->type.lanes);
+        if (e->kind == LEXPR_LOAD)
+            return verify_access(v, e->load.buf, e->load.index, e->type.lanes);
+        if (e->type.lanes < 2 || e->load.index->type.scalar != LT_I64 ||
+            e->load.index->type.lanes != e->type.lanes)
+            return fail(v, "gather from %s with an index of another type", e->load.buf->name);
+        return verify_expr(v, e->load.index);
+    case LEXPR_IOTA:
+        return e->type.scalar == LT_I64 && e->type.lanes > 1 ? true : fail(v, "iota type");
     case LEXPR_UNARY:
         if (!is_unary(e->op.op) || e->op.a->type.scalar != LT_F32)
             return fail(v, "unary %s on a non-f32 operand", op_names[e->op.op]);
@@ -675,7 +797,7 @@ static bool verify_store(Verifier *v, const LoopStmt *s)
 {
     const LoopBuffer *b = s->store.buf;
     bool writable = v->prepare
-                        ? b->kind == BUF_PREPARED
+                        ? b->kind == BUF_PREPARED || b->kind == BUF_SCRATCH
                         : b->kind == BUF_OUTPUT || b->kind == BUF_SCRATCH || b->kind == BUF_THREAD;
     if (!writable)
         return fail(v, "stores to %s buffer %s", buffer_kind_names[b->kind], b->name);
@@ -759,11 +881,11 @@ bool loop_verify(const LoopProgram *p, FILE *out)
 
 static void uses_expr(LoopUses *u, const LoopExpr *e)
 {
-    if (!e || e->kind == LEXPR_CONST_F || e->kind == LEXPR_CONST_I)
+    if (!e || e->kind == LEXPR_CONST_F || e->kind == LEXPR_CONST_I || e->kind == LEXPR_IOTA)
         return;
     if (e->kind == LEXPR_VAR) {
         u->used[e->var->id] = true;
-    } else if (e->kind == LEXPR_LOAD) {
+    } else if (e->kind == LEXPR_LOAD || e->kind == LEXPR_GATHER) {
         u->bufs[e->load.buf->id] = true;
         uses_expr(u, e->load.index);
     } else {

@@ -5,7 +5,11 @@
  * Meaning:
  * - A LoopProgram owns typed, explicitly sized buffers (LoopBuffer) and two lists of kernels:
  *   `prepare` kernels run once when an instance is created (weight folding, splitting, packing:
- *   they read BUF_PARAM and write BUF_PREPARED), `run` kernels run on every call, in order.
+ *   they read BUF_PARAM and write BUF_PREPARED, with BUF_SCRATCH for temporaries), `run`
+ *   kernels run on every call, in order.
+ * - Scratch buffers share one arena: a buffer's bytes [offset, offset + 4 * elems) are its own
+ *   only from the first kernel that touches it to the last (prepare kernels first, then run
+ *   kernels), so two buffers whose lifetimes do not meet may overlap (loop_plan_memory).
  * - A kernel is a statement tree: FOR loops (serial, parallel or unrolled), DECL/ASSIGN of
  *   mutable local variables (vector accumulators held across a reduction loop are DECLs outside
  *   the loop, ASSIGNed inside it), STORE to buffers, IF, PREFETCH and BLOCK.
@@ -88,6 +92,8 @@ typedef enum LoopExprKind {
     LEXPR_CAST,      /* a converted to type.scalar: i64->f32 rounds to nearest; f32->i64
                         truncates toward zero (callers floor first when needed) */
     LEXPR_REDUCE,    /* op (ADD, MAX, MIN) across the lanes of a -> lanes 1 */
+    LEXPR_IOTA,      /* i64 x type.lanes (> 1): 0, 1, ..., lanes-1 */
+    LEXPR_GATHER,    /* load: type.lanes f32, lane l from buf at lane l of index (i64 x lanes) */
 } LoopExprKind;
 
 typedef enum LoopOp {
@@ -128,8 +134,8 @@ struct LoopExpr {
         const LoopVar *var; /* LEXPR_VAR */
         struct {
             const LoopBuffer *buf;
-            LoopExpr *index; /* i64, lanes 1 */
-        } load;              /* LEXPR_LOAD */
+            LoopExpr *index; /* i64, lanes 1 (LEXPR_GATHER: lanes of the result) */
+        } load;              /* LEXPR_LOAD, LEXPR_GATHER */
         struct {
             LoopOp op;
             LoopCmp cmp; /* LEXPR_CMP */
@@ -219,7 +225,8 @@ typedef struct LoopProgram {
 } LoopProgram;
 
 LoopProgram *loop_program_new(Arena *arena, const char *name);
-/* Adds a buffer; BUF_SCRATCH and BUF_THREAD buffers get 64-byte aligned offsets. */
+/* Adds a buffer; BUF_SCRATCH and BUF_THREAD buffers get 64-byte aligned offsets of their own
+ * (loop_plan_memory may later let buffers with disjoint lifetimes share bytes). */
 LoopBuffer *loop_add_buffer(LoopProgram *p, const char *name, LoopBufferKind kind, uint32_t index,
                             int64_t elems);
 LoopKernel *loop_add_kernel(LoopProgram *p, const char *name, const char *comment, bool prepare);
@@ -238,6 +245,8 @@ LoopExpr *lx_cmp(LoopProgram *p, LoopCmp cmp, LoopExpr *a, LoopExpr *b);
 LoopExpr *lx_broadcast(LoopProgram *p, LoopExpr *a, uint32_t lanes);
 LoopExpr *lx_cast(LoopProgram *p, LoopExpr *a, LoopScalar to);
 LoopExpr *lx_reduce(LoopProgram *p, LoopOp op, LoopExpr *a);
+LoopExpr *lx_iota(LoopProgram *p, uint32_t lanes);
+LoopExpr *lx_gather(LoopProgram *p, const LoopBuffer *b, LoopExpr *index);
 
 LoopStmt *ls_block(LoopProgram *p);
 void ls_append(LoopProgram *p, LoopStmt *block, LoopStmt *s);
@@ -249,11 +258,19 @@ LoopStmt *ls_decl(LoopProgram *p, LoopVar *var, LoopExpr *init);
 LoopStmt *ls_assign(LoopProgram *p, const LoopVar *var, LoopExpr *value);
 LoopStmt *ls_prefetch(LoopProgram *p, const LoopBuffer *b, LoopExpr *index, int locality);
 
+/* Packs the scratch arena by liveness: each BUF_SCRATCH buffer lives from the first kernel
+ * that touches it to the last (prepare kernels, then run kernels, in order), each BUF_THREAD
+ * buffer within its kernels; a buffer gets the lowest 64-byte aligned offset that overlaps no
+ * buffer live at the same time (largest first). Sets offsets, scratch_bytes and
+ * thread_scratch_bytes. Call once every kernel is built. */
+void loop_plan_memory(LoopProgram *p);
+
 /* Writes the program as text (--dump=loops); golden tests compare it. */
 void loop_dump(const LoopProgram *p, FILE *out);
 /* Checks types, variable scoping (a var is used only inside its FOR or after its DECL in an
  * enclosing block), parallel placement, buffer kinds (run kernels never write inputs, params or
- * prepared buffers; prepare kernels write only prepared buffers) and constant-index bounds.
+ * prepared buffers; prepare kernels write only prepared and scratch buffers) and constant-index
+ * bounds.
  * Returns false and prints the first violation: a compiler bug, never a user error. */
 bool loop_verify(const LoopProgram *p, FILE *out);
 

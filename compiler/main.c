@@ -7,12 +7,10 @@
  * 2 a usage error (unknown subcommand or option, malformed option value, unknown or missing
  * --input/--output name, missing --entry). Only this file calls exit.
  */
-#define _GNU_SOURCE /* sched_getaffinity: the CPUs this process may use */
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
 #include <math.h>
-#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,12 +23,15 @@
 #include "bench.h"
 #include "ctx.h"
 #include "diag.h"
+#include "dot.h"
 #include "driver.h"
 #include "fuse_rt.h"
 #include "fusec.h"
 #include "graph.h"
 #include "interp.h"
 #include "loop.h"
+#include "passes.h"
+#include "schedule.h"
 #include "source.h"
 #include "util.h"
 #include "weights.h"
@@ -47,9 +48,9 @@
 
 enum { EXIT_OK = 0, EXIT_INPUT = 1, EXIT_USAGE = 2 };
 
-typedef enum Command { CMD_CHECK, CMD_RUN, CMD_EMIT_C, CMD_EMIT_LLVM, CMD_BENCH } Command;
+typedef enum Command { CMD_CHECK, CMD_RUN, CMD_EMIT_C, CMD_EMIT_LLVM, CMD_BENCH, CMD_DOT } Command;
 
-static const char *const command_names[] = {"check", "run", "emit-c", "emit-llvm", "bench"};
+static const char *const command_names[] = {"check", "run", "emit-c", "emit-llvm", "bench", "dot"};
 
 /* An --input or --output argument: [NAME=]PATH. */
 typedef struct IoArg {
@@ -71,6 +72,7 @@ typedef struct Options {
     long runs;
     bool json;
     bool random_inputs;   /* run: fill inputs with deterministic random data */
+    bool explain_fusion;  /* a note at each fusion the planner declined */
     long vector_width;    /* --vector-width; 0: the host's */
     KernelOptions kernel; /* backend, --vector-width, --bounds-checks, --cpu, --features */
     DimOverride *dims;    /* owns */
@@ -86,25 +88,35 @@ static void usage(FILE *out)
     fputs(
         "usage:\n"
         "  fusec check     FILE [--entry NAME] [--dim K=V[,K=V...]]... [--weights W.safetensors]\n"
-        "                       [--prefix P] [--dump=tokens|ast|graph|loops]\n"
+        "                       [--prefix P] [--dump=tokens|ast|graph|loops] [--dump-after=PASS]\n"
         "  fusec run       FILE [same options] --input [NAME=]X.npy ... --output [NAME=]Y.npy ...\n"
         "                       [--backend jit|c|interp] [--threads N]\n"
         "  fusec run       FILE [same options] --random-inputs [--output ...]\n"
         "  fusec emit-c    FILE [same options] -o OUT.c [--header OUT.h]\n"
         "  fusec emit-llvm FILE [same options] -o OUT.ll\n"
         "  fusec bench     FILE [same options] [--backend ...] [--threads N] [--runs N] [--json]\n"
+        "  fusec dot       FILE [same options] [-o OUT.dot]\n"
         "  fusec --help | --version\n"
         "\n"
         "check prints the entry's inputs, outputs, parameters, FLOPs and bytes; with --weights it\n"
         "also checks every weight key, dtype and shape. run computes the entry on .npy inputs\n"
         "(random weights when --weights is not given) and writes .npy outputs. emit-c writes the\n"
-        "kernel as C, with its header and fuse_rt.h, for a program to compile in.\n"
+        "kernel as C, with its header and fuse_rt.h, for a program to compile in. dot writes the\n"
+        "graph as written and after the passes, one cluster per fused kernel, for Graphviz.\n"
         "Code generation: --vector-width 4|8|16 (default: the host's widest), --bounds-checks\n"
         "(generated code checks every index; c only; for testing), --cpu NAME and\n"
         "--features LIST (jit and emit-llvm: the LLVM target instead of the host's).\n"
         "The default backend is jit in a build with LLVM, else c.\n"
-        "Exit status: 0 success, 1 a problem in the input files, 2 a usage error.\n",
+        "Graph passes (run before code generation; the interp backend runs the graph as\n"
+        "built): --dump-after=PASS prints the graph after PASS and stops, --time-passes\n"
+        "prints each pass's time and node counts on stderr, -O0 runs no pass, --explain-fusion\n"
+        "notes each fusion the planner declined and why. Passes:\n",
         out);
+    size_t npasses;
+    const Pass *passes = passes_table(&npasses);
+    for (size_t i = 0; i < npasses; i++)
+        fprintf(out, "  %-18s %s\n", passes[i].name, passes[i].what);
+    fputs("Exit status: 0 success, 1 a problem in the input files, 2 a usage error.\n", out);
 }
 
 /* A usage error: message, hint, and the status the caller returns. */
@@ -219,12 +231,30 @@ static bool option_is(const char *arg, const char *name)
     return strncmp(arg, name, n) == 0 && (arg[n] == '\0' || arg[n] == '=');
 }
 
+/* --dump-after names a pass of the pipeline and needs the pipeline to run. */
+static int check_dump_after(const Options *opt)
+{
+    const char *name = opt->kernel.passes.dump_after;
+    if (!name)
+        return EXIT_OK;
+    if (opt->dump)
+        return usage_error("--dump and --dump-after exclude each other");
+    if (opt->kernel.passes.disabled)
+        return usage_error("--dump-after=%s needs the passes, and -O0 turns them off", name);
+    if (passes_find(name))
+        return EXIT_OK;
+    fprintf(stderr, "fusec: error: unknown pass '%s' for --dump-after: expected one of ", name);
+    passes_list_names(stderr, ", ");
+    fputs("\nTry 'fusec --help'.\n", stderr);
+    return EXIT_USAGE;
+}
+
 static int parse_args(int argc, char **argv, Options *opt)
 {
     static const char *const value_options[] = {
-        "--entry",  "--dim",      "--weights",      "--prefix", "--input",
-        "--output", "--backend",  "--threads",      "--runs",   "--dump",
-        "--header", "-o",         "--vector-width",
+        "--entry",  "--dim",      "--weights",      "--prefix",     "--input",
+        "--output", "--backend",  "--threads",      "--runs",       "--dump",
+        "--header", "-o",         "--vector-width", "--dump-after",
 #ifdef FUSE_WITH_LLVM
         "--cpu",    "--features",
 #endif
@@ -259,6 +289,18 @@ static int parse_args(int argc, char **argv, Options *opt)
         }
         if (strcmp(arg, "--bounds-checks") == 0) {
             opt->kernel.bounds_checks = true;
+            continue;
+        }
+        if (strcmp(arg, "--time-passes") == 0) {
+            opt->kernel.passes.time_out = stderr;
+            continue;
+        }
+        if (strcmp(arg, "--explain-fusion") == 0) {
+            opt->explain_fusion = true;
+            continue;
+        }
+        if (strcmp(arg, "-O0") == 0) {
+            opt->kernel.passes.disabled = true;
             continue;
         }
         size_t k = 0;
@@ -299,6 +341,8 @@ static int parse_args(int argc, char **argv, Options *opt)
             status = parse_long("--runs", value, 1, &opt->runs);
         else if (strcmp(name, "--dump") == 0)
             opt->dump = value;
+        else if (strcmp(name, "--dump-after") == 0)
+            opt->kernel.passes.dump_after = value;
         else if (strcmp(name, "--header") == 0)
             opt->header_path = value;
         else if (strcmp(name, "--vector-width") == 0)
@@ -319,6 +363,9 @@ static int parse_args(int argc, char **argv, Options *opt)
     if (opt->dump && strcmp(opt->dump, "tokens") != 0 && strcmp(opt->dump, "ast") != 0 &&
         strcmp(opt->dump, "graph") != 0 && strcmp(opt->dump, "loops") != 0)
         return usage_error("unknown --dump '%s': expected tokens, ast, graph or loops", opt->dump);
+    int dump_status = check_dump_after(opt);
+    if (dump_status != EXIT_OK)
+        return dump_status;
     if (!opt->backend_name)
         opt->kernel.backend = driver_default_backend();
     else if (!driver_parse_backend(opt->backend_name, &opt->kernel.backend)) {
@@ -629,16 +676,6 @@ static void print_run_report(const Graph *g, const Options *opt, const IoArg *co
     }
 }
 
-/* The number of CPUs this process may run on (the --threads default). */
-static long available_cpus(void)
-{
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
-        return CPU_COUNT(&set);
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
-    return n > 0 ? n : 1;
-}
-
 /* The --threads pool (NULL for one thread). */
 static int make_pool(Ctx *cx, const Options *opt, fuse_rt_pool **pool)
 {
@@ -688,7 +725,7 @@ static int execute_compiled(Ctx *cx, const Graph *g, const Options *opt, const H
 static int emit_llvm(Ctx *cx, const Graph *g, const Options *opt)
 {
     LoopProgram *p = driver_lower(cx, g, &opt->kernel);
-    JitOptions target = {opt->kernel.cpu, opt->kernel.features};
+    JitOptions target = {.cpu = opt->kernel.cpu, .features = opt->kernel.features};
     StrBuf text = {0};
     if (!p || !jit_emit_llvm(cx, p, &target, &text)) {
         sb_free(&text);
@@ -819,7 +856,7 @@ static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compi
     }
     if (status == EXIT_OK) {
         r.flops = kernel.info->flops;
-        r.executed_flops = r.flops; /* no pass rewrites the graph yet */
+        r.executed_flops = kernel.executed_flops; /* the optimized graph */
         r.bytes = kernel.info->bytes;
         r.scratch_bytes =
             kernel.info->scratch_bytes + r.threads * kernel.info->thread_scratch_bytes;
@@ -887,6 +924,33 @@ static int check_weights(Ctx *cx, const Graph *g, const char *path)
     return EXIT_OK;
 }
 
+/* dot: the graph as written, and after the passes with its fused kernels (stdout or -o). */
+static int write_dot(Ctx *cx, const Graph *g, const Options *opt)
+{
+    const Graph *optimized = driver_optimize(cx, g, &opt->kernel);
+    if (!optimized)
+        return EXIT_INPUT;
+    const FusionPlan *plan = schedule_plan(cx, optimized);
+    DotGroups groups = {plan->ngroups, plan->group_of, plan->group_name, plan->prepared};
+    FILE *out = opt->out_path ? fopen(opt->out_path, "wb") : stdout;
+    if (!out) {
+        diag_report_file(cx->diag, DIAG_ERROR, NULL, "cannot write '%s': %s", opt->out_path,
+                         strerror(errno));
+        return EXIT_INPUT;
+    }
+    dot_write(out, g, optimized, &groups);
+    bool ok = !ferror(out);
+    if (out != stdout && fclose(out) != 0)
+        ok = false;
+    if (!ok) {
+        diag_report_file(cx->diag, DIAG_ERROR, NULL, "cannot write '%s'",
+                         opt->out_path ? opt->out_path : "standard output");
+        if (opt->out_path)
+            remove(opt->out_path);
+    }
+    return ok ? EXIT_OK : EXIT_INPUT;
+}
+
 static int run_command(const Options *opt)
 {
 #ifndef FUSE_WITH_LLVM
@@ -905,6 +969,7 @@ static int run_command(const Options *opt)
     cx.prefix = opt->prefix;
     cx.dims = opt->dims;
     cx.ndims = opt->ndims;
+    cx.explain_fusion = opt->explain_fusion;
 
     int status;
     double compile_start_ms = bench_now_ms();
@@ -917,7 +982,11 @@ static int run_command(const Options *opt)
             status = EXIT_INPUT;
     } else if (g && opt->dump)
         graph_dump(g, stdout);
-    else if (g && opt->cmd == CMD_CHECK) {
+    else if (g && opt->kernel.passes.dump_after) {
+        PassOptions po = opt->kernel.passes;
+        po.dump_out = stdout;
+        passes_run(&cx, g, &po);
+    } else if (g && opt->cmd == CMD_CHECK) {
         print_summary(g);
         if (opt->weights)
             status = check_weights(&cx, g, opt->weights);
@@ -931,6 +1000,8 @@ static int run_command(const Options *opt)
 #endif
     else if (g && opt->cmd == CMD_BENCH)
         status = bench_graph(&cx, g, opt, compile_start_ms);
+    else if (g && opt->cmd == CMD_DOT)
+        status = write_dot(&cx, g, opt);
     if (status == EXIT_OK && diag_has_errors(&diag))
         status = EXIT_INPUT;
     ctx_free(&cx);

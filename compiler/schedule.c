@@ -1,13 +1,19 @@
 /*
  * schedule: Graph -> LoopProgram (see schedule.h); the driver of the schedule_*.c files.
  *
- * Buffers: graph inputs are BUF_INPUT (index = input position), outputs BUF_OUTPUT (index =
- * output position), every weight a BUF_PARAM (index = param position) that only prepare
- * kernels read: they copy it (or transpose it) into BUF_PREPARED buffers, which is all the run
- * kernels see. Each live computed node gets a buffer of its own: the output buffer of the first
- * output position it is returned at, otherwise BUF_SCRATCH. view is an alias (same row-major
- * order); outputs that are inputs, weights, views or repeated are copied at the end.
- * Invariant: nodes are lowered in topological order, so an operand's buffer exists before use.
+ * The plan (schedule_plan.c) says what runs when. First every node that depends only on
+ * weights is lowered, in topological order and with the same lowerings as run kernels, into
+ * prepare kernels (serial loops): they read BUF_PARAM, write BUF_PREPARED when a run kernel
+ * reads the result and BUF_SCRATCH when only other prepare kernels do. Then each group of the
+ * plan becomes its run kernels, in order. Buffers: graph inputs are BUF_INPUT (index = input
+ * position), outputs BUF_OUTPUT (index = output position), every weight a BUF_PARAM (index =
+ * param position); a weight a run kernel reads gets a prepared copy (or transpose), and a
+ * weight no run kernel reads is not kept. Each stored value gets a buffer of its own: the
+ * output buffer of the first output position it is returned at, otherwise BUF_SCRATCH; values
+ * computed inside a fused loop nest get none. A view is an alias (same row-major order);
+ * outputs that are inputs, weights, views, create-time values or repeated are copied at the
+ * end. Last, scratch buffers are packed by liveness into one arena (loop_plan_memory).
+ * Invariant: groups run in the plan's order, so an operand's buffer exists before use.
  */
 #include "schedule.h"
 
@@ -84,7 +90,7 @@ static void set_shape(LoopBuffer *b, const Shape *sh)
 }
 
 /* "what: FILE:LINE: text" for node n (the line trimmed, without comment delimiters). */
-static const char *describe(Sched *s, const Node *n, const char *what)
+const char *sched_describe(Sched *s, const Node *n, const char *what)
 {
     char buf[512];
     const Source *src = s->cx->src;
@@ -117,12 +123,20 @@ static const char *describe(Sched *s, const Node *n, const char *what)
 
 LoopKernel *sched_kernel(Sched *s, const Node *n, const char *part)
 {
-    char name[96], what[128];
+    char name[160], what[128];
     const char *op = op_info[n->kind].name;
-    snprintf(name, sizeof name, "k%u_%s%s%s", n->id, op, part ? "_" : "", part ? part : "");
+    if (s->epi && s->epi->grp->anchor == (int32_t)n->id) {
+        snprintf(name, sizeof name, "%s%s%s", s->epi->name, part ? "_" : "", part ? part : "");
+        s->k = loop_add_kernel(s->p, name, s->epi->comment, false);
+        s->prepare = false;
+        return s->k;
+    }
+    bool prep = s->plan->pub.prepared[n->id];
+    snprintf(name, sizeof name, "%sk%u_%s%s%s", prep ? "prep_" : "", n->id, op, part ? "_" : "",
+             part ? part : "");
     snprintf(what, sizeof what, "%s %%%u%s%s", op, n->id, part ? " " : "", part ? part : "");
-    s->k = loop_add_kernel(s->p, name, describe(s, n, what), false);
-    s->prepare = false;
+    s->k = loop_add_kernel(s->p, name, sched_describe(s, n, what), prep);
+    s->prepare = prep;
     return s->k;
 }
 
@@ -140,6 +154,17 @@ static LoopVar *new_var(Sched *s, const char *name, LoopType t)
     char buf[64];
     snprintf(buf, sizeof buf, "%.40s%u", name, s->k->nvars);
     return loop_var(s->p, s->k, buf, t);
+}
+
+LoopExpr *sched_local(Sched *s, LoopStmt *block, const char *name, LoopExpr *e)
+{
+    LoopExpr *a = e->kind == LEXPR_BROADCAST ? e->op.a : e;
+    if (a->kind == LEXPR_VAR || a->kind == LEXPR_CONST_F || a->kind == LEXPR_CONST_I ||
+        a->kind == LEXPR_IOTA)
+        return e;
+    LoopVar *v = new_var(s, name, e->type);
+    ls_append(s->p, block, ls_decl(s->p, v, e));
+    return lx_var(s->p, v);
 }
 
 LoopVar *sched_ivar(Sched *s, const char *name)
@@ -171,6 +196,14 @@ static bool owns_storage(const Node *n)
 
 const LoopBuffer *sched_dest(Sched *s, const Node *n)
 {
+    if (s->plan->pub.prepared[n->id]) {
+        char name[64];
+        snprintf(name, sizeof name, "%s%u", op_info[n->kind].name, n->id);
+        LoopBufferKind kind = s->keep[n->id] ? BUF_PREPARED : BUF_SCRATCH;
+        LoopBuffer *b = add_buffer(s, name, kind, n->id, shape_numel(&n->shape));
+        set_shape(b, &n->shape);
+        return s->val[n->id] = b;
+    }
     for (uint32_t o = 0; o < s->g->noutputs; o++)
         if (s->g->outputs[o] == n && !s->claimed[o] && owns_storage(n)) {
             s->claimed[o] = true;
@@ -239,19 +272,23 @@ const LoopBuffer *sched_transposed(Sched *s, const Node *w)
 
 const LoopBuffer *sched_value(Sched *s, const Node *n)
 {
+    if (n->kind == OP_VIEW)
+        return sched_value(s, n->inputs[0]); /* same elements, same order */
+    if (n->kind == OP_PARAM)
+        return s->prepare ? s->params[n->attr.param.index] : plain_weight(s, n);
     if (s->val[n->id])
         return s->val[n->id];
-    if (n->kind == OP_PARAM)
-        return s->val[n->id] = plain_weight(s, n);
     FUSE_ASSERT(n->kind == OP_SCALAR);
     LoopKernel *saved = s->k;
     bool saved_prepare = s->prepare;
-    const LoopBuffer *b = sched_dest(s, n);
-    sched_kernel(s, n, NULL);
+    LoopBuffer *b = add_buffer(s, "scalar", BUF_PREPARED, n->id, 1);
+    char name[64];
+    snprintf(name, sizeof name, "prep_k%u_scalar", n->id);
+    prepare_kernel(s, name, sched_describe(s, n, "scalar"));
     ls_append(s->p, s->k->body, ls_store(s->p, b, ix_c(s, 0), fx_c(s, n->attr.scalar.value, 1)));
     s->k = saved;
     s->prepare = saved_prepare;
-    return b;
+    return s->val[n->id] = b;
 }
 
 /* ---- the driver ---- */
@@ -282,18 +319,30 @@ static void add_signature(Sched *s)
     }
 }
 
-/* live[i]: node i contributes to an output (as interp.c decides). */
-static bool *liveness(Sched *s)
+/* keep[i]: node i is computed at create time and read per call (by a run kernel or as an
+ * output), so its buffer outlives create. */
+static bool *kept_values(Sched *s)
 {
     const Graph *g = s->g;
-    bool *live = ARENA_ARRAY(s->p->arena, bool, g->nnodes + 1);
-    for (uint32_t o = 0; o < g->noutputs; o++)
-        live[g->outputs[o]->id] = true;
-    for (uint32_t i = g->nnodes; i-- > 0;)
-        if (live[i])
-            for (uint32_t j = 0; j < g->nodes[i]->ninputs; j++)
-                live[g->nodes[i]->inputs[j]->id] = true;
-    return live;
+    const FusionPlan *fp = &s->plan->pub;
+    bool *keep = ARENA_ARRAY(s->p->arena, bool, g->nnodes + 1);
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        if (fp->group_of[i] < 0)
+            continue;
+        for (uint32_t j = 0; j < g->nodes[i]->ninputs; j++) {
+            const Node *in = g->nodes[i]->inputs[j];
+            while (in->kind == OP_VIEW)
+                in = in->inputs[0];
+            keep[in->id] = fp->prepared[in->id];
+        }
+    }
+    for (uint32_t o = 0; o < g->noutputs; o++) {
+        const Node *out = g->outputs[o];
+        while (out->kind == OP_VIEW)
+            out = out->inputs[0];
+        keep[out->id] = fp->prepared[out->id];
+    }
+    return keep;
 }
 
 /* Dispatches one live node to the lowering of its op class. */
@@ -335,6 +384,8 @@ static void lower_node(Sched *s, const Node *n)
     case OPC_LAYOUT:
         if (n->kind == OP_VIEW)
             s->val[n->id] = sched_value(s, n->inputs[0]); /* same elements, same order */
+        else if (n->kind == OP_SLICE)
+            sched_slice(s, n);
         else
             sched_permute(s, n);
         return;
@@ -381,6 +432,7 @@ LoopProgram *schedule_graph(Ctx *cx, const Graph *g, uint32_t vector_lanes)
     p->origin = arena_strdup(a, origin);
 
     Sched s = {.cx = cx, .g = g, .p = p, .vl = vector_lanes};
+    s.plan = sched_plan(cx, g);
     s.val = ARENA_ARRAY(a, const LoopBuffer *, g->nnodes + 1);
     s.params = ARENA_ARRAY(a, const LoopBuffer *, g->nparams + 1);
     s.plain = ARENA_ARRAY(a, const LoopBuffer *, g->nparams + 1);
@@ -389,14 +441,24 @@ LoopProgram *schedule_graph(Ctx *cx, const Graph *g, uint32_t vector_lanes)
     s.claimed = ARENA_ARRAY(a, bool, g->noutputs + 1);
     add_signature(&s);
 
-    bool *live = liveness(&s);
-    for (uint32_t i = 0; i < g->nnodes; i++)
-        if (live[i])
-            lower_node(&s, g->nodes[i]);
+    s.keep = kept_values(&s);
+    for (uint32_t i = 0; i < g->nnodes; i++) {
+        const Node *n = g->nodes[i];
+        if (s.plan->live[i] && s.plan->pub.prepared[i] && op_info[n->kind].cls != OPC_SOURCE &&
+            n->kind != OP_VIEW) {
+            s.prepare = true;
+            lower_node(&s, n);
+        }
+    }
+    for (uint32_t gi = 0; gi < s.plan->pub.ngroups; gi++) {
+        const PlanGroup *grp = &s.plan->groups[gi];
+        s.prepare = false;
+        if (grp->kind == GROUP_SINGLE)
+            lower_node(&s, g->nodes[grp->root]);
+        else
+            sched_group(&s, gi);
+    }
     copy_outputs(&s);
-    /* Every weight has a prepared form, even one no live kernel reads. */
-    for (uint32_t i = 0; i < g->nparams; i++)
-        if (!s.plain[i] && !s.trans[i])
-            plain_weight(&s, g->params[i]);
+    loop_plan_memory(p);
     return p;
 }

@@ -29,10 +29,11 @@
 #include "schedule_internal.h"
 #include "util.h"
 
-enum { MAX_MR = 8, MAX_NV = 4 };
+enum { MAX_MR = 8, MAX_NV = 4, COL_BLOCK = 256 };
 
 typedef struct Gemm {
-    const LoopBuffer *a, *b, *c, *bias; /* bias may be NULL */
+    const LoopBuffer *a, *b, *c, *bias; /* bias may be NULL; c NULL: no store (an epilogue whose
+                                           value only side reductions read) */
     int64_t m, n, k, lda, ldb, ldc;
     int64_t a_off, b_off, c_off, bias_off;
     bool bias_row; /* bias[m] (else bias[n]) */
@@ -41,12 +42,29 @@ typedef struct Gemm {
     uint32_t nbatch;
     int64_t bdim[FUSE_MAX_RANK];
     int64_t sa[FUSE_MAX_RANK], sb[FUSE_MAX_RANK], sc[FUSE_MAX_RANK], sbias[FUSE_MAX_RANK];
+    /* The epilogue (NULL: C is the sums). Axis d of its iteration space (the contraction's
+     * output) has the coordinate bmul[d] * batch digit bdig[d] + row digit rdig[d] (-1: none)
+     * + the column part cax[d]: 1 the column, 2 the image row y, 3 the image column x of
+     * column y * img_w + x. */
+    Fuse *epi;
+    int32_t bdig[FUSE_MAX_RANK], rdig[FUSE_MAX_RANK];
+    int64_t bmul[FUSE_MAX_RANK];
+    int8_t cax[FUSE_MAX_RANK];
+    uint32_t nrdig;
+    int64_t rdim[FUSE_MAX_RANK]; /* the row's digits, outermost first */
+    int64_t img_w;               /* > 0: the columns run as image rows of img_w, then x */
+    bool cols_outer;             /* parallel over column blocks, row blocks inside */
 } Gemm;
 
 typedef struct GemmRun {
     const Gemm *g;
     uint32_t mr;
     LoopExpr *abase, *bbase, *cbase, *zbase;
+    LoopExpr *colbase; /* first column of the span */
+    LoopExpr *y;       /* img_w > 0: the image row */
+    LoopExpr *rb;      /* cols_outer: the row block (row reductions start at block 0) */
+    FusePoint pt[MAX_MR];
+    const LoopVar *vacc[PLAN_MAX_SIDES][MAX_MR], *sacc[PLAN_MAX_SIDES][MAX_MR];
 } GemmRun;
 
 static LoopExpr *bin(Sched *s, LoopOp op, LoopExpr *a, LoopExpr *b)
@@ -60,6 +78,14 @@ static LoopVar *decl(Sched *s, LoopStmt *block, LoopVar *v, LoopExpr *init)
     return v;
 }
 
+/* e itself when it is a variable or a constant, else a new local holding it. */
+static LoopExpr *named(Sched *s, LoopStmt *block, const char *name, LoopExpr *e)
+{
+    if (e->kind == LEXPR_VAR || e->kind == LEXPR_CONST_I)
+        return e;
+    return ix_v(s, decl(s, block, sched_ivar(s, name), e));
+}
+
 /* The largest power of two <= max dividing m: row blocks without a remainder. */
 static uint32_t pick_mr(int64_t m, uint32_t max)
 {
@@ -69,14 +95,177 @@ static uint32_t pick_mr(int64_t m, uint32_t max)
     return 1;
 }
 
-/* An MR x nv tile of C at column `at`: MR * nv accumulators DECLared before the k loop (bias
- * or 0), per k nv vector loads of B's row and MR scalar loads of A broadcast, MR * nv fmas;
- * the stores follow the loop. Named locals, not arrays, keep the accumulators in registers. */
+/* ---- epilogues ---- */
+
+/* Digit j (outermost first) of idx over dims[0..n). */
+static LoopExpr *digit_of(Sched *s, LoopExpr *idx, const int64_t *dims, uint32_t n, uint32_t j)
+{
+    int64_t inner = 1;
+    for (uint32_t k = j + 1; k < n; k++)
+        inner *= dims[k];
+    LoopExpr *d = ix_div(s, idx, inner);
+    return j > 0 ? ix_mod(s, d, dims[j]) : d;
+}
+
+/* The axes whose coordinate does not depend on the column. */
+static uint32_t row_axes(const Gemm *g)
+{
+    uint32_t mask = 0;
+    for (uint32_t d = 0; d < g->epi->rank; d++)
+        if (!g->cax[d])
+            mask |= 1u << d;
+    return mask;
+}
+
+/* The batch parts of the coordinates (batch index bt), as locals in block. */
+static void batch_coords(Sched *s, const Gemm *g, LoopExpr *bt, LoopExpr **bpart, LoopStmt *block)
+{
+    for (uint32_t d = 0; d < g->epi->rank; d++) {
+        bpart[d] = ix_c(s, 0);
+        if (g->bdig[d] >= 0)
+            bpart[d] = named(
+                s, block, "e",
+                ix_mulc(s, digit_of(s, bt, g->bdim, g->nbatch, (uint32_t)g->bdig[d]), g->bmul[d]));
+    }
+}
+
+/* The point of row `row` (columns set per tile); its coordinates go into block. */
+static void row_point(Sched *s, const Gemm *g, LoopExpr *const *bpart, LoopExpr *row, uint32_t slot,
+                      FusePoint *pt, LoopStmt *block)
+{
+    const Fuse *f = g->epi;
+    memset(pt, 0, sizeof *pt);
+    pt->slot = slot;
+    for (uint32_t d = 0; d < f->rank; d++) {
+        if (g->cax[d] == 1 || g->cax[d] == 3)
+            pt->lane_axis = d;
+        if (g->cax[d])
+            continue;
+        LoopExpr *c = bpart[d];
+        if (g->rdig[d] >= 0)
+            c = named(s, block, "e",
+                      ix_add(s, c, digit_of(s, row, g->rdim, g->nrdig, (uint32_t)g->rdig[d])));
+        pt->at[d] = c;
+    }
+}
+
+/* Row points and hoisted values of the MR rows from row0, and column-reduction
+ * accumulators when `col_sides` (spans of `len` columns). */
+static void epi_rows(Sched *s, GemmRun *r, LoopExpr *bt, LoopExpr *row0, LoopStmt *block,
+                     bool col_sides, int64_t len)
+{
+    const Gemm *g = r->g;
+    Fuse *f = g->epi;
+    if (!f)
+        return;
+    LoopExpr *bpart[FUSE_MAX_RANK];
+    batch_coords(s, g, bt, bpart, block);
+    for (uint32_t i = 0; i < r->mr; i++) {
+        row_point(s, g, bpart, ix_addc(s, row0, i), i, &r->pt[i], block);
+        fuse_hoist(s, f, row_axes(g), &r->pt[i], block);
+        for (uint32_t k = 0; col_sides && k < f->nside; k++) {
+            r->sacc[k][i] =
+                decl(s, block, sched_fvar(s, "acc", 1), fuse_side_init(s, &f->side[k], 1));
+            r->vacc[k][i] = NULL;
+            if (!g->dot && len >= (int64_t)s->vl)
+                r->vacc[k][i] = decl(s, block, sched_fvar(s, "vacc", s->vl),
+                                     fuse_side_init(s, &f->side[k], s->vl));
+        }
+    }
+}
+
+/* The column reductions' results of the MR rows, stored. */
+static void epi_finish_rows(Sched *s, const GemmRun *r, LoopStmt *block)
+{
+    const Fuse *f = r->g->epi;
+    for (uint32_t i = 0; i < r->mr; i++)
+        for (uint32_t k = 0; k < f->nside; k++) {
+            const FuseSide *sd = &f->side[k];
+            LoopExpr *total = lx_var(s->p, r->sacc[k][i]);
+            if (r->vacc[k][i])
+                total = bin(s, sd->op, lx_reduce(s->p, sd->op, lx_var(s->p, r->vacc[k][i])), total);
+            LoopExpr *at = fuse_index(s, &r->pt[i], sd->st, sd->off);
+            ls_append(s->p, block, ls_store(s->p, sd->buf, at, fuse_side_finish(s, sd, total)));
+        }
+}
+
+/* Row i's point at column `col` (x within the image row `at`). */
+static FusePoint col_point(const GemmRun *r, uint32_t i, LoopExpr *col, LoopExpr *x, uint32_t lanes,
+                           LoopExpr *acc)
+{
+    FusePoint pt = r->pt[i];
+    for (uint32_t d = 0; d < r->g->epi->rank; d++) {
+        if (r->g->cax[d] == 1)
+            pt.at[d] = col;
+        else if (r->g->cax[d] == 2)
+            pt.at[d] = r->y;
+        else if (r->g->cax[d] == 3)
+            pt.at[d] = x;
+    }
+    pt.lanes = lanes;
+    pt.acc = acc;
+    return pt;
+}
+
+/* The value stored for row i at column col: the sum through the epilogue; column reductions
+ * accumulate it. */
+static LoopExpr *epi_store(Sched *s, const GemmRun *r, LoopStmt *block, uint32_t i, LoopExpr *col,
+                           LoopExpr *x, uint32_t lanes, LoopExpr *val, LoopExpr *ci)
+{
+    const Gemm *g = r->g;
+    Fuse *f = g->epi;
+    if (f) {
+        FusePoint pt = col_point(r, i, col, x, lanes, val);
+        val = fuse_value(s, f, &pt, block);
+        if (f->nside && g->c) /* stored and accumulated */
+            val = sched_local(s, block, "y", val);
+        if (f->grp->order == SIDE_TRAILING)
+            for (uint32_t k = 0; k < f->nside; k++) {
+                const LoopVar *acc = lanes > 1 ? r->vacc[k][i] : r->sacc[k][i];
+                ls_append(
+                    s->p, block,
+                    ls_assign(s->p, acc, fuse_side_add(s, &f->side[k], lx_var(s->p, acc), val)));
+            }
+    }
+    if (g->c)
+        ls_append(s->p, block, ls_store(s->p, g->c, ci, val));
+    return val;
+}
+
+/* Row reductions (over the MR rows of this block, then over blocks in order) of the values
+ * at column col: the first row block stores, the others accumulate into the result. */
+static void epi_row_sides(Sched *s, const GemmRun *r, LoopStmt *block, LoopExpr *col, LoopExpr *x,
+                          uint32_t lanes, LoopExpr *const *vals)
+{
+    const Fuse *f = r->g->epi;
+    LoopStmt *first = ls_block(s->p), *rest = ls_block(s->p);
+    for (uint32_t k = 0; k < f->nside; k++) {
+        const FuseSide *sd = &f->side[k];
+        LoopExpr *t = vals[0];
+        for (uint32_t i = 1; i < r->mr; i++)
+            t = fuse_side_add(s, sd, t, vals[i]);
+        LoopVar *tv = decl(s, block, sched_fvar(s, "red", lanes), t);
+        FusePoint pt = col_point(r, 0, col, x, lanes, NULL);
+        LoopExpr *at = fuse_index(s, &pt, sd->st, sd->off);
+        ls_append(s->p, first, ls_store(s->p, sd->buf, at, lx_var(s->p, tv)));
+        LoopExpr *sum = fuse_side_add(s, sd, fx_load(s, sd->buf, at, lanes), lx_var(s->p, tv));
+        ls_append(s->p, rest, ls_store(s->p, sd->buf, at, sum));
+    }
+    ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_EQ, r->rb, ix_c(s, 0)), first, rest));
+}
+
+/* ---- the GEMM ---- */
+
+/* An MR x nv tile of C at column `at` (of the span; the column is colbase + at): MR * nv
+ * accumulators DECLared before the k loop (bias or 0), per k nv vector loads of B's row and MR
+ * scalar loads of A broadcast, MR * nv fmas; the stores (through the epilogue) follow the loop.
+ * Named locals, not arrays, keep the accumulators in registers. */
 static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, uint32_t nv,
                       const void *ctx)
 {
     const GemmRun *r = ctx;
     const Gemm *g = r->g;
+    LoopExpr *col = ix_add(s, r->colbase, at);
     LoopVar *acc[MAX_MR][MAX_NV];
     for (uint32_t i = 0; i < r->mr; i++)
         for (uint32_t v = 0; v < nv; v++) {
@@ -84,7 +273,7 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
             if (g->bias && g->bias_row)
                 init = fx_bcast(s, fx_load(s, g->bias, ix_addc(s, r->zbase, i), 1), lanes);
             else if (g->bias && g->scale == 1.0f)
-                init = fx_load(s, g->bias, ix_add(s, r->zbase, ix_addc(s, at, v * lanes)), lanes);
+                init = fx_load(s, g->bias, ix_add(s, r->zbase, ix_addc(s, col, v * lanes)), lanes);
             acc[i][v] = decl(s, block, sched_fvar(s, "acc", lanes), init);
         }
     LoopVar *kv = sched_ivar(s, "k");
@@ -92,7 +281,7 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
     LoopExpr *brow = ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb));
     LoopVar *bv[MAX_NV];
     for (uint32_t v = 0; v < nv; v++) {
-        LoopExpr *at_v = ix_add(s, brow, ix_addc(s, at, v * lanes));
+        LoopExpr *at_v = ix_add(s, brow, ix_addc(s, col, v * lanes));
         bv[v] = decl(s, kl, sched_fvar(s, "b", lanes), fx_load(s, g->b, at_v, lanes));
     }
     for (uint32_t i = 0; i < r->mr; i++) {
@@ -105,18 +294,24 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
                                 lx_fma(s->p, lx_var(s->p, av), lx_var(s->p, bv[v]),
                                        lx_var(s->p, acc[i][v]))));
     }
+    LoopExpr *vals[MAX_NV][MAX_MR];
     for (uint32_t i = 0; i < r->mr; i++)
         for (uint32_t v = 0; v < nv; v++) {
             LoopExpr *val = lx_var(s->p, acc[i][v]);
             if (g->scale != 1.0f)
                 val = bin(s, LOP_MUL, val, fx_c(s, g->scale, lanes));
             if (g->bias && !g->bias_row && g->scale != 1.0f)
-                val =
-                    bin(s, LOP_ADD, val,
-                        fx_load(s, g->bias, ix_add(s, r->zbase, ix_addc(s, at, v * lanes)), lanes));
-            LoopExpr *ci = ix_add(s, r->cbase, ix_addc(s, at, i * g->ldc + v * lanes));
-            ls_append(s->p, block, ls_store(s->p, g->c, ci, val));
+                val = bin(
+                    s, LOP_ADD, val,
+                    fx_load(s, g->bias, ix_add(s, r->zbase, ix_addc(s, col, v * lanes)), lanes));
+            LoopExpr *ci = ix_add(s, r->cbase, ix_addc(s, col, i * g->ldc + v * lanes));
+            vals[v][i] = epi_store(s, r, block, i, ix_addc(s, col, v * lanes),
+                                   ix_addc(s, at, v * lanes), lanes, val, ci);
         }
+    if (g->epi && g->epi->grp->order == SIDE_AXIS)
+        for (uint32_t v = 0; v < nv; v++)
+            epi_row_sides(s, r, block, ix_addc(s, col, v * lanes), ix_addc(s, at, v * lanes), lanes,
+                          vals[v]);
 }
 
 /* Offset of batch `bt` (a flat index over g->bdim) with strides st, plus base. */
@@ -175,7 +370,104 @@ static void gemm_dot_column(Sched *s, LoopStmt *block, LoopExpr *n, const GemmRu
         if (g->scale != 1.0f)
             val = bin(s, LOP_MUL, val, fx_c(s, g->scale, 1));
         LoopExpr *ci = ix_add(s, r->cbase, ix_addc(s, n, i * g->ldc));
-        ls_append(s->p, block, ls_store(s->p, g->c, ci, val));
+        epi_store(s, r, block, i, n, n, 1, val, ci);
+    }
+}
+
+/* The columns of one row block: all of them in spans (image row by image row when img_w). */
+static void gemm_columns(Sched *s, LoopStmt *body, GemmRun *r, uint32_t nv)
+{
+    const Gemm *g = r->g;
+    if (!g->img_w) {
+        sched_span(s, body, 0, g->n, nv, gemm_tile, r, "n");
+        return;
+    }
+    LoopVar *y = sched_ivar(s, "y");
+    LoopStmt *yl = sched_for(s, body, y, ix_c(s, 0), ix_c(s, g->n / g->img_w), 1);
+    r->y = ix_v(s, y);
+    r->colbase = named(s, yl, "col", ix_mulc(s, r->y, g->img_w));
+    sched_span(s, yl, 0, g->img_w, nv, gemm_tile, r, "x");
+}
+
+typedef struct DivCtx {
+    const GemmRun *r;
+} DivCtx;
+
+/* A mean over rows, finished: the accumulated sums of the block's columns divided. */
+static void row_mean_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, uint32_t nv,
+                          const void *ctx)
+{
+    (void)nv;
+    const GemmRun *r = ((const DivCtx *)ctx)->r;
+    const Fuse *f = r->g->epi;
+    LoopExpr *col = ix_add(s, r->colbase, at);
+    FusePoint pt = col_point(r, 0, col, at, lanes, NULL);
+    for (uint32_t k = 0; k < f->nside; k++) {
+        const FuseSide *sd = &f->side[k];
+        if (!sd->count)
+            continue;
+        LoopExpr *i = fuse_index(s, &pt, sd->st, sd->off);
+        ls_append(
+            s->p, block,
+            ls_store(s->p, sd->buf, i, fuse_side_finish(s, sd, fx_load(s, sd->buf, i, lanes))));
+    }
+}
+
+/* Columns [0, len) of a column block through `body` (both gemm_tile and row_mean_body). */
+static void block_span(Sched *s, LoopStmt *block, const GemmRun *r, int64_t width, int64_t last,
+                       LoopExpr *cbk, int64_t ncb, uint32_t nv, SpanBody body, const void *ctx)
+{
+    if (last == width) {
+        sched_span(s, block, 0, width, nv, body, ctx, "n");
+        return;
+    }
+    (void)r;
+    LoopStmt *full = ls_block(s->p), *part = ls_block(s->p);
+    ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_LT, cbk, ix_c(s, ncb - 1)), full, part));
+    sched_span(s, full, 0, width, nv, body, ctx, "n");
+    sched_span(s, part, 0, last, nv, body, ctx, "n");
+}
+
+/* Parallel over (batch, column block), the row blocks in order inside: a column block of B
+ * stays in cache for all of them, and row reductions are accumulated in a fixed order. */
+static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t batches,
+                      int64_t mblk)
+{
+    int64_t width = g->img_w ? g->img_w : (g->n < COL_BLOCK ? g->n : COL_BLOCK);
+    int64_t ncb = (g->n + width - 1) / width, last = g->n - (ncb - 1) * width;
+    LoopVar *t = sched_ivar(s, "t");
+    LoopStmt *body = sched_par(s, t, batches * ncb);
+    LoopExpr *cbk = ix_mod(s, ix_v(s, t), ncb), *bt = ix_div(s, ix_v(s, t), ncb);
+    LoopExpr *ab = named(s, body, "ab", batch_offset(s, g, bt, g->sa, g->a_off));
+    LoopExpr *cb = named(s, body, "cb", batch_offset(s, g, bt, g->sc, g->c_off));
+    LoopExpr *zb =
+        g->bias ? named(s, body, "zb", batch_offset(s, g, bt, g->sbias, g->bias_off)) : NULL;
+    r->bbase = named(s, body, "bb", batch_offset(s, g, bt, g->sb, g->b_off));
+    if (g->img_w)
+        r->y = named(s, body, "y", cbk);
+    r->colbase = named(s, body, "col", ix_mulc(s, cbk, width));
+    LoopVar *rb = sched_ivar(s, "rb");
+    LoopStmt *rl = sched_for(s, body, rb, ix_c(s, 0), ix_c(s, mblk), 1);
+    r->rb = ix_v(s, rb);
+    LoopExpr *row0 = ix_mulc(s, r->rb, r->mr);
+    r->abase = named(s, rl, "ar", ix_add(s, ab, ix_mulc(s, row0, g->lda)));
+    r->cbase = named(s, rl, "cr", ix_add(s, cb, ix_mulc(s, row0, g->ldc)));
+    if (g->bias)
+        r->zbase = named(s, rl, "zr", g->bias_row ? ix_add(s, zb, row0) : zb);
+    epi_rows(s, r, bt, row0, rl, false, 0);
+    block_span(s, rl, r, width, last, cbk, ncb, nv, gemm_tile, r);
+    if (g->epi) {
+        fuse_unhoist(g->epi);
+        bool means = false;
+        for (uint32_t k = 0; k < g->epi->nside; k++)
+            means = means || g->epi->side[k].count;
+        if (g->epi->grp->order == SIDE_AXIS && means) {
+            LoopExpr *bpart[FUSE_MAX_RANK];
+            batch_coords(s, g, bt, bpart, body);
+            row_point(s, g, bpart, ix_c(s, 0), 0, &r->pt[0], body);
+            DivCtx dc = {r};
+            block_span(s, body, r, width, last, cbk, ncb, 1, row_mean_body, &dc);
+        }
     }
 }
 
@@ -188,11 +480,16 @@ static void gemm(Sched *s, const Gemm *g)
     uint32_t mr = pick_mr(g->m, MAX_MR);
     uint32_t nv = mr >= 8 ? 2 : MAX_NV;
     int64_t mblk = g->m / mr;
+    GemmRun r = {.g = g, .mr = mr, .colbase = ix_c(s, 0)};
+    if (g->cols_outer) {
+        FUSE_ASSERT(!g->dot);
+        gemm_cols(s, g, &r, nv, batches, mblk);
+        return;
+    }
     LoopVar *t = sched_ivar(s, "t");
     LoopStmt *body = sched_par(s, t, batches * mblk);
     LoopExpr *blk = ix_mod(s, ix_v(s, t), mblk), *bt = ix_div(s, ix_v(s, t), mblk);
     LoopExpr *row0 = ix_mulc(s, blk, mr);
-    GemmRun r = {g, mr, NULL, NULL, NULL, NULL};
     LoopExpr *a = ix_add(s, batch_offset(s, g, bt, g->sa, g->a_off), ix_mulc(s, row0, g->lda));
     LoopExpr *c = ix_add(s, batch_offset(s, g, bt, g->sc, g->c_off), ix_mulc(s, row0, g->ldc));
     r.abase = lx_var(s->p, decl(s, body, sched_ivar(s, "ab"), a));
@@ -205,18 +502,24 @@ static void gemm(Sched *s, const Gemm *g)
             z = ix_add(s, z, row0);
         r.zbase = lx_var(s->p, decl(s, body, sched_ivar(s, "zb"), z));
     }
+    bool col_sides = g->epi && g->epi->grp->order == SIDE_TRAILING;
+    epi_rows(s, &r, bt, row0, body, col_sides, g->img_w ? g->img_w : g->n);
     if (!g->dot) {
-        sched_span(s, body, 0, g->n, nv, gemm_tile, &r, "n");
-        return;
+        gemm_columns(s, body, &r, nv);
+    } else {
+        FUSE_ASSERT(g->scale == 1.0f || !g->bias); /* the bias would be scaled too */
+        if (g->n == 1) {
+            gemm_dot_column(s, body, ix_c(s, 0), &r);
+        } else {
+            LoopVar *nv_ = sched_ivar(s, "n");
+            LoopStmt *nl = sched_for(s, body, nv_, ix_c(s, 0), ix_c(s, g->n), 1);
+            gemm_dot_column(s, nl, ix_v(s, nv_), &r);
+        }
     }
-    FUSE_ASSERT(g->scale == 1.0f || !g->bias); /* the bias would be scaled too */
-    if (g->n == 1) {
-        gemm_dot_column(s, body, ix_c(s, 0), &r);
-        return;
-    }
-    LoopVar *nv_ = sched_ivar(s, "n");
-    LoopStmt *nl = sched_for(s, body, nv_, ix_c(s, 0), ix_c(s, g->n), 1);
-    gemm_dot_column(s, nl, ix_v(s, nv_), &r);
+    if (col_sides)
+        epi_finish_rows(s, &r, body);
+    if (g->epi)
+        fuse_unhoist(g->epi);
 }
 
 /* The dot form pays off when there are fewer columns than lanes and k fills vectors. */
@@ -226,6 +529,24 @@ static bool use_dot(const Sched *s, int64_t n, int64_t k)
 }
 
 /* ---- linear, matmul ---- */
+
+/* Takes the group's epilogue (if any) with no axis mapped yet; returns it. */
+static Fuse *epi_begin(Sched *s, Gemm *g)
+{
+    g->epi = s->epi && !fuse_trivial(s->epi) ? s->epi : NULL;
+    for (uint32_t d = 0; d < FUSE_MAX_RANK; d++) {
+        g->bdig[d] = g->rdig[d] = -1;
+        g->bmul[d] = 1;
+        g->cax[d] = 0;
+    }
+    return g->epi;
+}
+
+/* Where the result goes: the epilogue's buffer (maybe none) or the node's own. */
+static const LoopBuffer *gemm_dest(Sched *s, const Node *n)
+{
+    return s->epi ? s->epi->dst : sched_dest(s, n);
+}
 
 /* nn.Linear on the last axis: x [rows, K] times weight^T [K, O] + bias[O]. */
 void sched_linear(Sched *s, const Node *n)
@@ -243,7 +564,18 @@ void sched_linear(Sched *s, const Node *n)
         g.b = sched_transposed(s, n->inputs[1]);
     }
     g.bias = n->ninputs > 2 ? sched_value(s, n->inputs[2]) : NULL;
-    g.c = sched_dest(s, n);
+    g.c = gemm_dest(s, n);
+    Fuse *f = epi_begin(s, &g);
+    if (f) { /* rows: the leading axes; columns: the last */
+        uint32_t last = n->shape.rank - 1;
+        for (uint32_t d = 0; d < last; d++) {
+            g.rdig[d] = (int32_t)d;
+            g.rdim[d] = n->shape.dim[d];
+        }
+        g.nrdig = last;
+        g.cax[last] = 1;
+        fuse_deps(f);
+    }
     sched_kernel(s, n, NULL);
     gemm(s, &g);
 }
@@ -271,7 +603,22 @@ void sched_matmul(Sched *s, const Node *n)
     g.a = sched_value(s, n->inputs[0]);
     g.b = sched_value(s, n->inputs[1]);
     g.dot = use_dot(s, nn, k);
-    g.c = sched_dest(s, n);
+    g.c = gemm_dest(s, n);
+    Fuse *f = epi_begin(s, &g);
+    if (f) { /* batch axes, then M (unless a is 1-D), then N (unless b is 1-D) */
+        uint32_t d = 0;
+        for (; d < bo.rank; d++)
+            g.bdig[d] = (int32_t)d;
+        if (as->rank >= 2) {
+            g.rdig[d++] = 0;
+            g.rdim[0] = m;
+            g.nrdig = 1;
+        }
+        if (bs->rank >= 2)
+            g.cax[d++] = 1;
+        FUSE_ASSERT(d == n->shape.rank);
+        fuse_deps(f);
+    }
     if (g.dot && nn > 1) { /* B^T per batch of b, so that columns are contiguous in k */
         int64_t count = shape_numel(&bb);
         const LoopBuffer *bt = sched_scratch(s, "matmul_bt", n->id, count * k * nn);
@@ -328,7 +675,7 @@ static Conv conv_of(Sched *s, const Node *n)
     c.x = sched_value(s, n->inputs[0]);
     c.wt = sched_value(s, n->inputs[1]);
     c.bias = n->ninputs > 2 ? sched_value(s, n->inputs[2]) : NULL;
-    c.y = sched_dest(s, n);
+    c.y = gemm_dest(s, n);
     return c;
 }
 
@@ -358,6 +705,31 @@ static void conv_pointwise(Sched *s, const Conv *c)
     g.sc[1] = c->og * hw;
     g.sbias[1] = c->og;
     g.dot = hw == 1 && use_dot(s, hw, c->cg); /* a 1x1 map: X [cg, 1] is contiguous in k */
+    Fuse *f = epi_begin(s, &g);
+    SideOrder sides = f ? f->grp->order : SIDE_NONE;
+    if (f) {
+        /* image: batch digit 0; channel: group (batch digit 1) * og + row; pixels: one flat
+         * column unless an operand needs the image row and column apart */
+        g.bdig[0] = 0;
+        g.bdig[1] = 1;
+        g.bmul[1] = c->og;
+        g.rdig[1] = 0;
+        g.rdim[0] = c->og;
+        g.nrdig = 1;
+        if (fuse_merge(f, 3)) {
+            g.cax[2] = 1;
+        } else {
+            g.cax[2] = 2;
+            g.cax[3] = 3;
+            g.img_w = c->w;
+        }
+        fuse_deps(f);
+    }
+    /* Column blocks outside: the B block stays in cache across row blocks; needed for row
+     * (channel) reductions, impossible for column (pixel) ones. */
+    int64_t width = g.img_w ? g.img_w : COL_BLOCK;
+    g.cols_outer =
+        !g.dot && sides != SIDE_TRAILING && (sides == SIDE_AXIS || (hw + width - 1) / width >= 4);
     gemm(s, &g);
 }
 
@@ -365,6 +737,7 @@ typedef struct ConvRow {
     const Conv *c;
     uint32_t mr;
     LoopExpr *xb, *wb, *ob, *oc0, *iy0;
+    FusePoint pt[MAX_MR]; /* the epilogue's point of each channel (x set per store) */
 } ConvRow;
 
 /* 0 <= i < n, as a bool. */
@@ -424,7 +797,16 @@ static void conv_point(Sched *s, LoopStmt *block, LoopExpr *x, uint32_t lanes, u
     }
     for (uint32_t m = 0; m < r->mr; m++) {
         LoopExpr *oi = ix_add(s, r->ob, ix_addc(s, x, (int64_t)m * c->oh * c->ow));
-        ls_append(s->p, block, ls_store(s->p, c->y, oi, lx_var(s->p, acc[m])));
+        LoopExpr *v = lx_var(s->p, acc[m]);
+        if (s->epi && !fuse_trivial(s->epi)) {
+            FusePoint pt = r->pt[m];
+            pt.at[3] = x;
+            pt.lanes = lanes;
+            pt.acc = v;
+            v = fuse_value(s, s->epi, &pt, block);
+        }
+        if (c->y)
+            ls_append(s->p, block, ls_store(s->p, c->y, oi, v));
     }
 }
 
@@ -452,7 +834,20 @@ static void conv_direct(Sched *s, const Conv *c)
     LoopExpr *img = ix_div(s, tv, c->oh * nblk * c->groups);
     LoopVar *oc0 =
         decl(s, body, sched_ivar(s, "oc"), ix_add(s, ix_mulc(s, gi, c->og), ix_mulc(s, blk, mr)));
-    ConvRow r = {c, mr, NULL, NULL, NULL, ix_v(s, oc0), NULL};
+    ConvRow r = {.c = c, .mr = mr, .oc0 = ix_v(s, oc0)};
+    if (s->epi && !fuse_trivial(s->epi)) { /* per channel: (image, channel, row); x per store */
+        fuse_deps(s->epi);
+        LoopExpr *im = named(s, body, "img", img), *yy = named(s, body, "y", y);
+        for (uint32_t m = 0; m < mr; m++) {
+            FusePoint *pt = &r.pt[m];
+            pt->slot = m;
+            pt->lane_axis = 3;
+            pt->at[0] = im;
+            pt->at[1] = named(s, body, "e", ix_addc(s, ix_v(s, oc0), m));
+            pt->at[2] = yy;
+            fuse_hoist(s, s->epi, 7, pt, body);
+        }
+    }
     LoopExpr *xb = ix_mulc(s, ix_add(s, ix_mulc(s, img, c->c), ix_mulc(s, gi, c->cg)), c->h * c->w);
     r.xb = ix_v(s, decl(s, body, sched_ivar(s, "xb"), xb));
     r.wb = ix_v(

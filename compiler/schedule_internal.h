@@ -1,17 +1,24 @@
 /*
  * schedule_internal: what the schedule_*.c files share (not a public header).
  *
- * The lowering is unfused: every live graph node becomes one or a few run kernels that read
- * their operands' buffers and write the node's own buffer, contiguous and row-major like the
- * graph's values. Files and their op classes:
- *   schedule.c           driver: buffers, weights (prepare kernels), outputs, dispatch
- *   schedule_pw.c        index helpers, the pointwise engine; elementwise, layout, concat,
- *                        upsample
+ * The plan (schedule_plan.c) groups the live nodes; each group becomes one loop nest that
+ * reads the buffers of values stored by earlier groups and stores its own results (contiguous
+ * and row-major like the graph's values, or a slice of a concat's buffer). Values inside a
+ * group are never stored. Ops the fused engine does not cover are groups of one node lowered by
+ * the per-op lowerings below, which also compute everything create-time, in prepare kernels.
+ * Files:
+ *   schedule.c           driver: buffers, weights and create-time values, groups, outputs
+ *   schedule_plan.c      the fusion planner
+ *   schedule_fuse.c      a group's expression tree; the fused pointwise lowering
+ *   schedule_pw.c        index helpers, the single-op pointwise engine; elementwise, layout,
+ *                        concat, upsample
  *   schedule_reduce.c    reductions, softmax, batchnorm, layernorm, pools
- *   schedule_contract.c  the register-blocked GEMM; linear, matmul, conv2d, mha
+ *   schedule_contract.c  the register-blocked GEMM with its epilogue; linear, matmul, conv2d,
+ *                        mha
  * Invariants: every access is in bounds for every shape (ranges are split into vector bodies
  * and scalar tails, never padded); the outermost loop of a run kernel is FOR_PARALLEL over
- * independent iterations (never a reduction), so results do not depend on the thread count.
+ * independent iterations (never splitting a reduction: each reduced value is accumulated in
+ * one iteration, in a fixed order), so results do not depend on the thread count.
  */
 #ifndef FUSE_SCHEDULE_INTERNAL_H
 #define FUSE_SCHEDULE_INTERNAL_H
@@ -22,6 +29,61 @@
 #include "ctx.h"
 #include "graph.h"
 #include "loop.h"
+#include "schedule.h"
+
+/* ---- the fusion plan (schedule_plan.c) ---- */
+
+/* What a live node is in its group. */
+typedef enum PlanRole {
+    ROLE_NONE,   /* not computed per call: a source, a view (alias), create-time, or dead */
+    ROLE_ROOT,   /* the value the group's loop nest runs over; stored unless only side
+                    reductions read it */
+    ROLE_INLINE, /* an expression evaluated inside the group's loops; never stored */
+    ROLE_ANCHOR, /* a contraction (or the group's only op) whose result the epilogue reads */
+    ROLE_SIDE,   /* a reduction of the root accumulated inside the group's loops */
+} PlanRole;
+
+typedef enum GroupKind {
+    GROUP_POINTWISE, /* a loop nest over the root's shape evaluating an expression tree */
+    GROUP_CONTRACT,  /* a contraction, its epilogue on the accumulators, side reductions */
+    GROUP_SINGLE,    /* one op lowered on its own (reduction, softmax, norm, pool, concat, ...) */
+} GroupKind;
+
+/* How side reductions shape the loops of their group. */
+typedef enum SideOrder {
+    SIDE_NONE,
+    SIDE_TRAILING, /* they reduce the root's axes [side_axis, rank): e.g. global pools */
+    SIDE_AXIS,     /* they reduce the root's axis side_axis alone: e.g. a per-pixel channel mean */
+} SideOrder;
+
+enum { PLAN_MAX_SIDES = 8 };
+
+typedef struct PlanGroup {
+    uint32_t root;  /* node id */
+    int32_t anchor; /* node id of the contraction, -1 none */
+    GroupKind kind;
+    bool store_root; /* false: the root's value is read only by side reductions */
+    SideOrder order;
+    uint32_t side_axis;
+    uint32_t nside;
+    uint32_t side[PLAN_MAX_SIDES]; /* node ids of the side reductions, in topological order */
+} PlanGroup;
+
+typedef struct Plan {
+    FusionPlan pub; /* what schedule.h shows */
+    const Graph *g;
+    bool *live;        /* by node id: contributes to an output */
+    PlanRole *role;    /* by node id */
+    PlanGroup *groups; /* by group, in run order (ascending root id) */
+    /* by node id: the concat whose buffer this value is written into, at its slice, instead of
+     * a buffer of its own (the concat then copies only its other inputs), or NULL */
+    const Node **into;
+} Plan;
+
+/* The plan of g in cx->loop_arena (schedule_plan without the public wrapper). */
+Plan *sched_plan(Ctx *cx, const Graph *g);
+
+typedef struct Fuse Fuse;
 
 /* The state of one schedule_graph call. */
 typedef struct Sched {
@@ -37,21 +99,34 @@ typedef struct Sched {
     bool *claimed;              /* by output index: a kernel writes it directly */
     LoopKernel *k;              /* the kernel being built */
     bool prepare;               /* building a prepare kernel (serial loops) */
+    const Plan *plan;
+    bool *keep; /* by node id: computed at create time and read per call (a prepared buffer) */
+    Fuse *epi;  /* the group's epilogue while its contraction is lowered, else NULL */
 } Sched;
 
 /* ---- kernels and buffers (schedule.c) ---- */
 
-/* Starts a run kernel for node n named "k<id>_<op>[_<part>]" with a comment naming the op and
- * its spec line; sets s->k. part may be NULL. */
+/* "what: FILE:LINE: text" for node n: a kernel's comment. */
+const char *sched_describe(Sched *s, const Node *n, const char *what);
+/* Starts a kernel for node n named "k<id>_<op>[_<part>]" with a comment naming the op and its
+ * spec line; sets s->k. part may be NULL. A node computed at create time gets a prepare kernel
+ * ("prep_k<id>_<op>"); the anchor of the epilogue being lowered gets its group's name. */
 LoopKernel *sched_kernel(Sched *s, const Node *n, const char *part);
-/* The buffer holding n's value (materializes an OP_SCALAR into scratch when first asked). */
+/* The buffer holding n's value: a view's is its input's; a weight's is the weight itself in a
+ * prepare kernel and its prepared copy in a run kernel; an OP_SCALAR is materialized into a
+ * prepared buffer when first asked. */
 const LoopBuffer *sched_value(Sched *s, const Node *n);
-/* Where node n's kernels write its value: an output buffer it owns, or new scratch. */
+/* Where node n's kernels write its value: an output buffer it owns, or new scratch; for a node
+ * computed at create time a prepared buffer (scratch when only other create-time nodes read
+ * it). */
 const LoopBuffer *sched_dest(Sched *s, const Node *n);
 /* New scratch of `elems` f32 named "<base><id>". */
 const LoopBuffer *sched_scratch(Sched *s, const char *base, uint32_t id, int64_t elems);
 /* The prepared [cols, rows] transpose of the 2-D weight node w ([rows, cols]). */
 const LoopBuffer *sched_transposed(Sched *s, const Node *w);
+/* e itself when it is a variable or a constant (maybe broadcast), else a new local of the
+ * current kernel DECLared in block with e as its value: for values used more than once. */
+LoopExpr *sched_local(Sched *s, LoopStmt *block, const char *name, LoopExpr *e);
 /* A new i64 loop variable / f32 local of the current kernel. */
 LoopVar *sched_ivar(Sched *s, const char *name);
 LoopVar *sched_fvar(Sched *s, const char *name, uint32_t lanes);
@@ -117,11 +192,115 @@ void sched_bcast_strides(const Shape *in, const Shape *out, int64_t *st);
 /* Copies `elems` elements from src to dst (a kernel must be open). */
 void sched_copy(Sched *s, const LoopBuffer *dst, const LoopBuffer *src, int64_t elems);
 
+/* ---- fused groups (schedule_fuse.c) ---- */
+
+enum { FUSE_MAX_SLOTS = 8 }; /* rows of hoisted values: a contraction's MR rows */
+
+/* A node of a group's expression tree, over the group's iteration space (the root's shape, its
+ * axes merged where every operand allows it). */
+typedef enum TKind {
+    T_CONST,    /* c */
+    T_LEAF,     /* a stored value: buf[off + sum_d i_d * st[d]] */
+    T_ACC,      /* the anchor contraction's result at the point */
+    T_RESAMPLE, /* an upsample of a stored value: plane at off + sum_d i_d * st[d] */
+    T_OP,       /* the elementwise op n of the operands in[] */
+} TKind;
+
+typedef struct TNode {
+    TKind kind;
+    const Node *n; /* T_OP: the op; T_LEAF, T_RESAMPLE: the node read */
+    uint32_t nin;
+    struct TNode *in[5];
+    float c;
+    const LoopBuffer *buf;
+    int64_t off;
+    int64_t st[FUSE_MAX_RANK];
+    int32_t ax_y, ax_x;   /* T_RESAMPLE: iteration axes of the output row / column, -1: none */
+    int64_t y_add, x_add; /* T_RESAMPLE: added to those coordinates (a slice of it) */
+    uint32_t refs;        /* uses within the tree: evaluated once into a local when > 1 */
+    uint32_t deps;        /* iteration axes the value varies along (bit d) */
+    bool on_acc;          /* reads the accumulator (never hoisted) */
+    int32_t key_ax[FUSE_MAX_RANK];
+    int64_t key_add[FUSE_MAX_RANK];
+    uint32_t gen; /* evaluation memo: valid while it equals Fuse.gen */
+    LoopExpr *memo;
+    const LoopVar *hoisted[FUSE_MAX_SLOTS]; /* computed before the loops that do not change it */
+} TNode;
+
+/* A reduction accumulated in the group's loops. */
+typedef struct FuseSide {
+    const Node *n;
+    const LoopBuffer *buf;
+    int64_t st[FUSE_MAX_RANK]; /* output stride per iteration axis; 0 on reduced axes */
+    int64_t off;               /* of the first element (a slice of a concat's buffer) */
+    LoopOp op;                 /* ADD, MAX, MIN */
+    int64_t count;             /* mean: elements per output (the divisor); else 0 */
+} FuseSide;
+
+struct Fuse {
+    const PlanGroup *grp;
+    const char *name;    /* the group's kernel name */
+    const char *comment; /* its ops and spec line */
+    uint32_t rank;
+    int64_t dim[FUSE_MAX_RANK];
+    bool red[FUSE_MAX_RANK]; /* reduced by the side reductions */
+    bool pin[FUSE_MAX_RANK]; /* an upsample's row or column: never merged */
+    TNode *root, *acc;
+    TNode **nodes; /* creation order: operands before their users */
+    uint32_t nnodes, cap;
+    const LoopBuffer *dst; /* the root's buffer; NULL when only side reductions read it */
+    int64_t dst_st[FUSE_MAX_RANK], dst_off;
+    FuseSide side[PLAN_MAX_SIDES];
+    uint32_t nside;
+    uint32_t gen;
+    struct FuseTaps *taps; /* upsample taps computed in the current blocks (schedule_fuse.c) */
+    uint32_t ntaps, cap_taps;
+};
+
+/* A point of the iteration space: per axis the coordinate of the first lane (NULL: an axis the
+ * value does not depend on, e.g. a reduced one), `lanes` consecutive points along lane_axis. */
+typedef struct FusePoint {
+    LoopExpr *at[FUSE_MAX_RANK];
+    uint32_t lane_axis, lanes;
+    LoopExpr *acc; /* T_ACC's value (lanes), or NULL */
+    uint32_t slot; /* which hoisted values are in scope */
+} FusePoint;
+
+/* The buffer of the concat that node n is written into (made on first use), with the
+ * concat's strides in st (n has its rank) and the offset of n's slice. */
+const LoopBuffer *sched_slice_of(Sched *s, const Node *n, int64_t *st, int64_t *off);
+/* Lowers group gi of the plan (any kind) into run kernels. */
+void sched_group(Sched *s, uint32_t gi);
+/* The fused expression of group gi over its root's shape (buffers of its root and side
+ * reductions made). */
+Fuse *fuse_new(Sched *s, uint32_t gi);
+/* Whether f only stores the anchor's result as it is (no epilogue, no side reduction). */
+bool fuse_trivial(const Fuse *f);
+/* Merges axis d into axis d-1 when every operand allows it; returns whether it did. */
+bool fuse_merge(Fuse *f, uint32_t d);
+/* Recomputes which axes each tree node depends on (after merging). */
+void fuse_deps(Fuse *f);
+/* DECLs into block, for slot pt->slot, every value that depends only on the axes in `fixed`. */
+void fuse_hoist(Sched *s, Fuse *f, uint32_t fixed, const FusePoint *pt, LoopStmt *block);
+void fuse_unhoist(Fuse *f);
+/* The root's value at pt (locals for shared subexpressions go into block). */
+LoopExpr *fuse_value(Sched *s, Fuse *f, const FusePoint *pt, LoopStmt *block);
+/* Index of the first lane of pt in buffer strides st (NULL coordinates count as 0). */
+LoopExpr *fuse_index(Sched *s, const FusePoint *pt, const int64_t *st, int64_t off);
+/* A side reduction's identity, its accumulation of v, and its final value from acc. */
+LoopExpr *fuse_side_init(Sched *s, const FuseSide *sd, uint32_t lanes);
+LoopExpr *fuse_side_add(Sched *s, const FuseSide *sd, LoopExpr *acc, LoopExpr *v);
+LoopExpr *fuse_side_finish(Sched *s, const FuseSide *sd, LoopExpr *acc);
+/* The value of elementwise node n (unary, binary, batchnorm) from its operands' values, all
+ * `lanes` wide (schedule_pw.c). */
+LoopExpr *sched_elementwise(Sched *s, const Node *n, LoopExpr *const *args, uint32_t lanes);
+
 /* ---- lowerings, one per op class ---- */
 
 void sched_unary(Sched *s, const Node *n);
 void sched_binary(Sched *s, const Node *n);
 void sched_permute(Sched *s, const Node *n);
+void sched_slice(Sched *s, const Node *n);
 void sched_concat(Sched *s, const Node *n);
 void sched_upsample(Sched *s, const Node *n);
 void sched_reduce(Sched *s, const Node *n);

@@ -426,6 +426,24 @@ static LoopExpr *binary_value(Sched *s, const void *ctx, LoopExpr *const *args, 
     FUSE_UNREACHABLE();
 }
 
+/* Eval BatchNorm as one expression: fma(x - mean, weight / sqrt(var + eps), bias), the
+ * operations of sched_batchnorm in its order. */
+static LoopExpr *batchnorm_value(Sched *s, const Node *n, LoopExpr *const *args, uint32_t lanes)
+{
+    LoopExpr *sd = un(s, LOP_SQRT, bin(s, LOP_ADD, args[4], fx_c(s, n->attr.norm.eps, lanes)));
+    LoopExpr *scale = bin(s, LOP_DIV, args[1], sd);
+    return lx_fma(s->p, bin(s, LOP_SUB, args[0], args[3]), scale, args[2]);
+}
+
+LoopExpr *sched_elementwise(Sched *s, const Node *n, LoopExpr *const *args, uint32_t lanes)
+{
+    if (n->kind == OP_BATCHNORM)
+        return batchnorm_value(s, n, args, lanes);
+    if (op_info[n->kind].cls == OPC_UNARY)
+        return unary_value(s, n, args, lanes);
+    return binary_value(s, n, args, lanes);
+}
+
 /* A source operand reading node `in` as the shape `out` (broadcasting). */
 static void bind_source(Sched *s, PwOperand *op, const Node *in, const Shape *out)
 {
@@ -490,9 +508,13 @@ void sched_concat(Sched *s, const Node *n)
     for (uint32_t d = axis + 1; d < n->shape.rank; d++)
         inner *= n->shape.dim[d];
     int64_t total = n->shape.dim[axis] * inner, at = 0;
-    const LoopBuffer *dst = sched_dest(s, n);
+    const LoopBuffer *dst = s->val[n->id] ? s->val[n->id] : sched_dest(s, n);
     for (uint32_t k = 0; k < n->ninputs; k++) {
         int64_t slab = n->inputs[k]->shape.dim[axis] * inner;
+        if (s->plan->into[n->inputs[k]->id] == n) { /* its producer wrote it in place */
+            at += slab;
+            continue;
+        }
         Pw pw = {.rank = 2, .dim = {outer, slab}, .nsrc = 1};
         pw.dst.buf = dst;
         pw.dst.off = at;
@@ -615,4 +637,28 @@ void sched_upsample(Sched *s, const Node *n)
     LoopExpr *bot = bin(s, LOP_ADD, bin(s, LOP_MUL, w0, c), bin(s, LOP_MUL, tw.l1, d));
     LoopExpr *v = bin(s, LOP_ADD, bin(s, LOP_MUL, h0, top), bin(s, LOP_MUL, th.l1, bot));
     ls_append(s->p, in, ls_store(s->p, dst, out_at, v));
+}
+
+/* Input indices start..start+length-1 along the axis: [outer, length*inner] rows read at
+ * column offset start*inner of the input's [outer, dim*inner] rows. */
+void sched_slice(Sched *s, const Node *n)
+{
+    const Shape *is = &n->inputs[0]->shape;
+    uint32_t axis = n->attr.slice.axis;
+    int64_t outer = 1, inner = 1;
+    for (uint32_t d = 0; d < axis; d++)
+        outer *= is->dim[d];
+    for (uint32_t d = axis + 1; d < is->rank; d++)
+        inner *= is->dim[d];
+    int64_t run = n->attr.slice.length * inner;
+    Pw pw = {.rank = 2, .dim = {outer, run}, .nsrc = 1};
+    pw.dst.buf = sched_dest(s, n);
+    pw.dst.st[0] = run;
+    pw.dst.st[1] = 1;
+    pw.src[0].buf = sched_value(s, n->inputs[0]);
+    pw.src[0].off = n->attr.slice.start * inner;
+    pw.src[0].st[0] = is->dim[axis] * inner;
+    pw.src[0].st[1] = 1;
+    sched_kernel(s, n, NULL);
+    sched_pointwise(s, &pw);
 }

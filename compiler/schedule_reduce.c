@@ -411,11 +411,12 @@ typedef struct LnCtx {
     const LoopBuffer *x, *w, *b, *dst;
     LoopExpr *base;
     const LoopVar *vacc, *sacc, *mean, *inv;
-    int pass; /* 0: sum, 1: squared deviations, 2: normalize */
+    const LoopVar *first; /* the row's first element */
+    int pass;             /* 0: sum, 1: squared deviations, 2: normalize */
 } LnCtx;
 
-/* One piece of a row in pass 0 (sum), 1 (sum of squared deviations from the mean) or 2
- * ((x - mean) * inv * weight + bias, the last two as one fma). */
+/* One piece of a row in pass 0 (sum of x - first), 1 (sum of squared deviations from the mean)
+ * or 2 ((x - mean) * inv * weight + bias, the last two as one fma). */
 static void ln_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, uint32_t nv,
                     const void *ctx)
 {
@@ -424,7 +425,8 @@ static void ln_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, uin
     LoopExpr *xv = fx_load(s, c->x, ix_add(s, c->base, at), lanes);
     const LoopVar *acc = lanes > 1 ? c->vacc : c->sacc;
     if (c->pass == 0) {
-        assign(s, block, acc, bin(s, LOP_ADD, var(s, acc), xv));
+        LoopExpr *shifted = bin(s, LOP_SUB, xv, fx_bcast(s, var(s, c->first), lanes));
+        assign(s, block, acc, bin(s, LOP_ADD, var(s, acc), shifted));
         return;
     }
     LoopExpr *d = bin(s, LOP_SUB, xv, fx_bcast(s, var(s, c->mean), lanes));
@@ -451,7 +453,10 @@ static const LoopVar *ln_pass(Sched *s, LoopStmt *body, LnCtx *c, int pass, int6
     return c->sacc;
 }
 
-/* LayerNorm over the last axis (biased variance), one row per parallel iteration. */
+/* LayerNorm over the last axis (biased variance), one row per parallel iteration.
+ * The mean is first + sum(x - first) / k: a row of equal values then has its value as its mean
+ * exactly, and normalizes to exactly 0 (as PyTorch's does), where a plain f32 sum of k equal
+ * values would round and 1 / sqrt(eps) would magnify that into the result. */
 void sched_layernorm(Sched *s, const Node *n)
 {
     const LoopBuffer *x = sched_value(s, n->inputs[0]), *w = sched_value(s, n->inputs[1]);
@@ -461,10 +466,12 @@ void sched_layernorm(Sched *s, const Node *n)
     LoopVar *r = sched_ivar(s, "r");
     LoopStmt *body = sched_par(s, r, rows);
     LoopVar *base = decl(s, body, sched_ivar(s, "row"), ix_mulc(s, ix_v(s, r), k));
-    LnCtx c = {x, w, b, dst, ix_v(s, base), NULL, NULL, NULL, NULL, 0};
+    LnCtx c = {x, w, b, dst, ix_v(s, base), NULL, NULL, NULL, NULL, NULL, 0};
+    c.first = decl(s, body, sched_fvar(s, "first", 1), fx_load(s, x, ix_v(s, base), 1));
     const LoopVar *sum = ln_pass(s, body, &c, 0, k);
     c.mean =
-        decl(s, body, sched_fvar(s, "mean", 1), bin(s, LOP_DIV, var(s, sum), fx_c(s, (float)k, 1)));
+        decl(s, body, sched_fvar(s, "mean", 1),
+             bin(s, LOP_ADD, var(s, c.first), bin(s, LOP_DIV, var(s, sum), fx_c(s, (float)k, 1))));
     const LoopVar *sq = ln_pass(s, body, &c, 1, k);
     LoopExpr *v = bin(s, LOP_ADD, bin(s, LOP_DIV, var(s, sq), fx_c(s, (float)k, 1)),
                       fx_c(s, n->attr.norm.eps, 1));

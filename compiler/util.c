@@ -1,11 +1,15 @@
 /*
- * util: checked allocation, panics, StrBuf, PtrVec and name suggestions (see util.h).
+ * util: checked allocation, panics, StrBuf, PtrVec, name suggestions and the CPU count (see
+ * util.h).
  */
+#define _GNU_SOURCE /* sched_getaffinity: the CPUs this process may use */
 #include "util.h"
 
+#include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 noreturn void fuse_panic(const char *file, int line, const char *fmt, ...)
 {
@@ -183,4 +187,13 @@ bool mul_i64(int64_t a, int64_t b, int64_t *out)
 bool add_i64(int64_t a, int64_t b, int64_t *out)
 {
     return !__builtin_add_overflow(a, b, out);
+}
+
+long available_cpus(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? n : 1;
 }

@@ -66,4 +66,8 @@ const char *closest_name(const char *name, const char *const *candidates, size_t
 bool mul_i64(int64_t a, int64_t b, int64_t *out);
 bool add_i64(int64_t a, int64_t b, int64_t *out);
 
+/* The number of CPUs this process may run on (its affinity mask), at least 1: the default
+ * thread count of a run and of a JIT compile. */
+long available_cpus(void);
+
 #endif

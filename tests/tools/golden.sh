@@ -8,6 +8,8 @@
 #   graph/NAME.fuse   `fusec check --dump=graph` stdout must equal NAME.graph
 #   ast/NAME.fuse     `fusec check --dump=ast` stdout must equal NAME.ast
 #   loops/NAME.fuse   `fusec check --dump=loops` stdout must equal NAME.loops
+#   passes/NAME.fuse  `fusec check --dump-after=PASS` stdout must equal NAME.passes; the pass
+#                     is the spec's `# args:` --dump-after (dce, the last pass, if none)
 # A line `# args: ...` in the spec adds command-line arguments (e.g. --dim H=8).
 # With GOLDEN_UPDATE=1 the expectations are rewritten instead of compared.
 set -u
@@ -39,10 +41,17 @@ errors)
         exit 1
     fi
     ;;
-graph | ast | loops)
+graph | ast | loops | passes)
     expected=$base.$stage
+    dump=--dump=$stage
+    if [ "$stage" = passes ]; then
+        case " $args" in
+        *" --dump-after"*) dump= ;;
+        *) dump=--dump-after=dce ;;
+        esac
+    fi
     # shellcheck disable=SC2086
-    "$fusec" check "$rel" --dump="$stage" $args >"$tmp/got" 2>"$tmp/stderr"
+    "$fusec" check "$rel" $dump $args >"$tmp/got" 2>"$tmp/stderr"
     status=$?
     if [ "$status" != 0 ]; then
         echo "FAIL $rel: exit status $status"

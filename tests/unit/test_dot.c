@@ -111,15 +111,17 @@ static void fused_groups(void **state)
     assert_true(test_compile(&t, seed, NULL, NULL));
     const Graph *g = t.graph;
     int32_t *group_of = calloc(g->nnodes, sizeof(int32_t));
+    bool *prepared = calloc(g->nnodes, sizeof(bool));
     for (uint32_t i = 0; i < g->nnodes; i++) {
         OpKind k = g->nodes[i]->kind;
+        prepared[i] = k == OP_BATCHNORM;
         group_of[i] = op_info[k].cls == OPC_SOURCE ? -1
                       : k == OP_BATCHNORM          ? -1 /* drawn as create-time work */
                       : k == OP_RELU               ? 1
                                                    : 0;
     }
     const char *names[2] = {"k0_conv2d", "k1_relu"};
-    DotGroups groups = {2, group_of, names};
+    DotGroups groups = {2, group_of, names, prepared};
     char *text = render(g, g, &groups);
     check_well_formed(text);
     assert_non_null(strstr(text, "subgraph cluster_b_k0"));
@@ -133,6 +135,7 @@ static void fused_groups(void **state)
     assert_true(bn < strstr(create, "cluster_b_k0"));
     free(text);
     free(group_of);
+    free(prepared);
     test_compile_free(&t);
 }
 

@@ -5,7 +5,8 @@
  * scheduled at 4, 8 and 16 lanes, compiled with jit_compile, created with random weights through
  * the fuse_rt_kernel_info the JIT returns and run; every output must match interp_run within
  * 1e-4 * max(1, max |ref|). Thread pools of 2 and 3 must give results bit-identical to one
- * thread. Also: create errors, jit_emit_llvm's text and the info's descriptors.
+ * thread, and so must the kernels compiled on 1, 2 or 3 threads. Also: create errors,
+ * jit_emit_llvm's text and the info's descriptors.
  * In a build without LLVM the binary only reports that it has nothing to test.
  */
 #include <float.h>
@@ -388,6 +389,44 @@ static Jit *compile_spec(TestCompile *t, const char *spec, uint32_t vl, const Ji
     return jit;
 }
 
+/* The kernels compiled on 1, 2 or 3 threads (one module per thread) compute the same bits:
+ * the seed block's program has several prepare and run kernels to split. */
+static void compile_threads_agree(void **state)
+{
+    (void)state;
+    char *text = test_read_file(FUSE_EXAMPLES_DIR "/concat_conv.fuse");
+    TestCompile t;
+    if (!test_compile(&t, text, "fuse_hl", "C=16,H=18,W=22"))
+        fail_msg("%s", test_diagnostics(&t));
+    LoopProgram *p = schedule_graph(&t.cx, t.graph, 8);
+    assert_non_null(p);
+    assert_true(p->nprepare + p->nkernels >= 3);
+    const Graph *g = t.graph;
+    size_t n = (size_t)shape_numel(&g->outputs[0]->shape);
+    float *first = malloc(n * sizeof(float) + 4);
+    for (uint32_t threads = 1; threads <= 3; threads++) {
+        JitOptions opt = {.compile_threads = threads};
+        Jit *jit = jit_compile(&t.cx, p, &opt);
+        if (!jit)
+            fail_msg("%u compile threads: %s", threads, test_diagnostics(&t));
+        TestData d;
+        test_data_new(&d, g, 777);
+        test_data_run(jit_kernel_info(jit), g, &d, 1);
+        if (threads == 1) {
+            test_data_interp(&d, g);
+            test_data_compare(g, &d, "seed block, 1 compile thread");
+            memcpy(first, d.got[0], n * sizeof(float));
+        } else if (memcmp(first, d.got[0], n * sizeof(float)) != 0) {
+            fail_msg("%u compile threads differ from 1", threads);
+        }
+        test_data_free(&d, g);
+        jit_free(jit);
+    }
+    free(first);
+    test_compile_free(&t);
+    free(text);
+}
+
 static void create_errors(void **state)
 {
     (void)state;
@@ -424,6 +463,50 @@ static void create_errors(void **state)
     info->destroy(NULL);
     jit_free(jit);
     test_compile_free(&t);
+}
+
+/* A row of equal values normalizes to exactly 0, so layernorm returns its bias exactly (as
+ * PyTorch does), at every vector width and for rows that fill vectors or not. */
+static void layernorm_constant_rows(void **state)
+{
+    (void)state;
+    static const char *const specs[] = {
+        G("x: f32[2,3,1]) -> f32[2,3,8]", "    y = concat(x, x, x, x, x, x, x, x, axis=2)\n"
+                                          "    return layernorm(y) @ln"),
+        G("x: f32[2,3,1]) -> f32[2,3,7]", "    y = concat(x, x, x, x, x, x, x, axis=-1)\n"
+                                          "    return layernorm(y) @ln"),
+    };
+    static const uint32_t widths[] = {4, 8, 16};
+    for (size_t i = 0; i < countof(specs); i++)
+        for (size_t w = 0; w < countof(widths); w++) {
+            TestCompile t;
+            Jit *jit = compile_spec(&t, specs[i], widths[w], NULL);
+            const fuse_rt_kernel_info *info = jit_kernel_info(jit);
+            int64_t k = info->outputs[0].shape[2];
+            float x[6], weight[8], bias[8], out[48];
+            for (int j = 0; j < 6; j++)
+                x[j] = 1.1f + 0.37f * (float)j; /* sums of several copies round in f32 */
+            for (int j = 0; j < 8; j++) {
+                weight[j] = 0.5f + 0.25f * (float)j;
+                bias[j] = -0.3f + 0.1f * (float)j;
+            }
+            int64_t shape[1] = {k};
+            fuse_rt_weight table[2] = {{"ln.weight", weight, 1, shape},
+                                       {"ln.bias", bias, 1, shape}};
+            char err[FUSE_RT_ERR_MAX] = "";
+            fuse_rt_kernel *kern = NULL;
+            assert_int_equal(info->create(table, 2, NULL, &kern, err, sizeof err), 0);
+            const float *ins[1] = {x};
+            float *outs[1] = {out};
+            assert_int_equal(info->run(kern, ins, outs, err, sizeof err), 0);
+            for (int64_t j = 0; j < 6 * k; j++)
+                if (out[j] != bias[j % k])
+                    fail_msg("spec %zu, vl %u: out[%lld] = %.9g, want the bias %.9g", i, widths[w],
+                             (long long)j, (double)out[j], (double)bias[j % k]);
+            info->destroy(kern);
+            jit_free(jit);
+            test_compile_free(&t);
+        }
 }
 
 static void kernel_info_descriptors(void **state)
@@ -498,7 +581,9 @@ int main(void)
         cmocka_unit_test(contraction_ops),
         cmocka_unit_test(pool_and_upsample_ops),
         cmocka_unit_test(seed_block_and_threads),
+        cmocka_unit_test(compile_threads_agree),
         cmocka_unit_test(create_errors),
+        cmocka_unit_test(layernorm_constant_rows),
         cmocka_unit_test(kernel_info_descriptors),
         cmocka_unit_test(emit_llvm_text),
     };

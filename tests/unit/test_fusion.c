@@ -1,0 +1,455 @@
+/*
+ * test_fusion: the fusion planner (schedule_plan.c) and the fused lowering. Small graphs check
+ * each rule by the number of run kernels the schedule makes of the graph as built (no graph
+ * passes) and by the notes --explain-fusion gives where a fusion is declined. Every case is also
+ * compiled (graph as built) by the JIT at 4, 8 and 16 lanes and by the C backend at 8 lanes,
+ * run on 1, 2 and 3 threads, and must agree with the interpreter within the conformance
+ * tolerance and be bit-identical across the thread counts.
+ */
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "driver.h"
+#include "loop.h"
+#include "schedule.h"
+#include "test_support.h"
+#include "util.h"
+
+#define G(sig, body) "fuse 1\ngraph g(" sig " {\n" body "\n}\n"
+
+typedef struct Case {
+    const char *name;
+    const char *spec;
+    uint32_t kernels; /* run kernels of the graph as built */
+    const char *note; /* a substring of the explain notes, or NULL */
+} Case;
+
+/* ---- numerics ---- */
+
+/* got of every output, copied. */
+static float **snapshot(const Graph *g, const TestData *d)
+{
+    float **copy = xcalloc(g->noutputs + 1, sizeof(float *));
+    for (uint32_t o = 0; o < g->noutputs; o++) {
+        size_t n = (size_t)shape_numel(&g->outputs[o]->shape);
+        copy[o] = xmalloc(n * sizeof(float) + 4);
+        memcpy(copy[o], d->got[o], n * sizeof(float));
+    }
+    return copy;
+}
+
+static void free_snapshot(const Graph *g, float **copy)
+{
+    for (uint32_t o = 0; o < g->noutputs; o++)
+        free(copy[o]);
+    free(copy);
+}
+
+/* One backend at one width: each thread count agrees with the interpreter, and all of them
+ * produce the same bits. */
+static void check_backend(TestCompile *t, TestData *d, Backend backend, uint32_t lanes,
+                          const char *name)
+{
+    KernelOptions opt = {.backend = backend, .vector_lanes = lanes};
+    opt.passes.disabled = true;
+    Compiled code;
+    if (driver_compile_graph(&t->cx, t->graph, &opt, &code) != DRIVER_OK)
+        fail_msg("%s: %s: %s", name, driver_backend_name(backend), test_diagnostics(t));
+    float **first = NULL;
+    for (int threads = 1; threads <= 3; threads++) {
+        char what[256];
+        snprintf(what, sizeof what, "%s, %s, %u lanes, %d threads", name,
+                 driver_backend_name(backend), lanes, threads);
+        test_data_run(code.info, t->graph, d, threads);
+        test_data_compare(t->graph, d, what);
+        if (!first) {
+            first = snapshot(t->graph, d);
+            continue;
+        }
+        for (uint32_t o = 0; o < t->graph->noutputs; o++) {
+            size_t n = (size_t)shape_numel(&t->graph->outputs[o]->shape);
+            if (memcmp(first[o], d->got[o], n * sizeof(float)) != 0)
+                fail_msg("%s: output %u differs from the 1-thread run", what, o);
+        }
+    }
+    free_snapshot(t->graph, first);
+    driver_release(&code);
+}
+
+static void check_numerics(const Case *c)
+{
+    TestCompile t;
+    if (!test_compile(&t, c->spec, NULL, NULL))
+        fail_msg("%s: %s", c->name, test_diagnostics(&t));
+    TestData d;
+    test_data_new(&d, t.graph, 77);
+    test_data_interp(&d, t.graph);
+#ifdef FUSE_WITH_LLVM
+    static const uint32_t widths[] = {4, 8, 16};
+    for (size_t w = 0; w < countof(widths); w++)
+        check_backend(&t, &d, BACKEND_JIT, widths[w], c->name);
+#endif
+    check_backend(&t, &d, BACKEND_C, 8, c->name);
+    test_data_free(&d, t.graph);
+    test_compile_free(&t);
+}
+
+/* ---- structure ---- */
+
+/* Schedules the graph as built, with notes; checks the run kernels and the note. */
+static LoopProgram *schedule_case(TestCompile *t, const Case *c, uint32_t lanes)
+{
+    if (!test_compile(t, c->spec, NULL, NULL))
+        fail_msg("%s: %s", c->name, test_diagnostics(t));
+    t->cx.explain_fusion = true;
+    LoopProgram *p = schedule_graph(&t->cx, t->graph, lanes);
+    assert_non_null(p);
+    if (getenv("FUSION_DUMP")) {
+        loop_dump(p, stderr);
+        fprintf(stderr, "%s", test_diagnostics(t));
+    }
+    if (!loop_verify(p, stderr))
+        fail_msg("%s: loop_verify failed", c->name);
+    return p;
+}
+
+static void check_case(const Case *c)
+{
+    TestCompile t;
+    LoopProgram *p = schedule_case(&t, c, 8);
+    if (p->nkernels != c->kernels)
+        fail_msg("%s: %u run kernels, want %u", c->name, p->nkernels, c->kernels);
+    if (c->note && !strstr(test_diagnostics(&t), c->note))
+        fail_msg("%s: no note \"%s\" in:\n%s", c->name, c->note, test_diagnostics(&t));
+    if (!c->note && strstr(test_diagnostics(&t), "not fused"))
+        fail_msg("%s: unexpected notes:\n%s", c->name, test_diagnostics(&t));
+    test_compile_free(&t);
+    check_numerics(c);
+}
+
+static void run_cases(const Case *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        print_message("%s\n", cases[i].name);
+        check_case(&cases[i]);
+    }
+}
+
+/* ---- the rules ---- */
+
+static void elementwise_chains(void **state)
+{
+    (void)state;
+    static const Case cases[] = {
+        {"chain",
+         G("x: f32[2,3,5,19], y: f32[2,3,5,19]) -> f32[2,3,5,19]",
+           "z = relu(x * 2 + y)\nreturn z - 0.5 * tanh(z)"),
+         1, NULL},
+        {"broadcast_operands",
+         G("x: f32[2,3,5,19], b: f32[19], c: f32[3,1,1]) -> f32[2,3,5,19]",
+           "return silu(x + b) * c + gelu(x, approximate=tanh)"),
+         1, NULL},
+        {"layout",
+         G("x: f32[2,5,6,3]) -> f32[2,3,5,6]", "return exp(permute(x, perm=[0,3,1,2])) * 2 + 1"), 1,
+         NULL},
+        {"squeeze_view",
+         G("x: f32[4,6], y: f32[4,1,6]) -> f32[4,1,6]", "return view(abs(x), shape=[4,1,6]) + y"),
+         1, NULL},
+        {"graph_output_stays",
+         G("x: f32[3,17]) -> (a: f32[3,17], b: f32[3,17])", "y = x * 3\nreturn y, relu(y)"), 2,
+         "mul not fused into relu: it is a graph output"},
+        {"broadcast_declined",
+         G("x: f32[2,3,4,9], g: f32[2,3,1,1]) -> f32[2,3,4,9]", "return x * sigmoid(g)"), 2,
+         "sigmoid not fused into mul: mul broadcasts it"},
+        {"two_consumers",
+         G("x: f32[3,17]) -> (a: f32[3,17], b: f32[3,17])", "y = exp(x)\nreturn relu(y), y * 2"), 3,
+         "exp not fused into relu: it has 2 uses"},
+        {"softmax_reads_memory",
+         G("x: f32[3,17]) -> f32[3,17]", "return softmax(relu(x), axis=-1)"), 2,
+         "relu not fused into softmax: softmax reads its inputs from memory"},
+    };
+    run_cases(cases, countof(cases));
+}
+
+static void contraction_epilogues(void **state)
+{
+    (void)state;
+    static const Case cases[] = {
+        {"conv1x1_relu",
+         G("x: f32[2,6,9,11]) -> f32[2,8,9,11]", "return relu(conv2d(x, out=8, kernel=1) @c)"), 1,
+         NULL},
+        {"conv3x3_bn_relu",
+         G("x: f32[1,5,7,13]) -> f32[1,8,7,13]",
+           "return relu(batchnorm2d(conv2d(x, out=8, kernel=3, padding=1) @c) @bn)"),
+         1, NULL},
+        {"conv_residual",
+         G("x: f32[1,8,6,10]) -> f32[1,8,6,10]",
+           "return silu(conv2d(x, out=8, kernel=1, groups=2) @c + x)"),
+         1, NULL},
+        {"linear_gelu",
+         G("x: f32[2,5,16]) -> f32[2,5,24]", "return gelu(linear(x, out=24) @fc) * 0.5"), 1, NULL},
+        {"matmul_bias",
+         G("a: f32[3,5,7], b: f32[7,20], c: f32[20]) -> f32[3,5,20]",
+           "return tanh(matmul(a, b) + c)"),
+         1, NULL},
+        {"matmul_vector", G("a: f32[3,5,16], v: f32[16]) -> f32[3,5]", "return matmul(a, v) - 0.1"),
+         1, NULL},
+        {"conv_two_uses",
+         G("x: f32[1,6,9,11]) -> (a: f32[1,8,9,11], b: f32[1,8,9,11])",
+           "c = conv2d(x, out=8, kernel=1) @c\nreturn relu(c), c + 1"),
+         3, "relu not fused into conv2d: its input has 2 uses"},
+        {"residual_blocks",
+         "fuse 1\nblock cb(x: f32[N, C, H, W]) -> f32[N, C, H, W] {\n"
+         "  return relu(batchnorm2d(conv2d(x, out=C, kernel=3, padding=1, bias=false) @conv) @bn)\n"
+         "}\ngraph g(x: f32[2, 4, 5, 6]) -> f32[2, 4, 5, 6] {\n"
+         "  for i in 0..2 {\n    x = cb(x) @b.{i} + x\n  }\n  return x\n}\n",
+         2, "the group's contraction reads it from memory"},
+        {"one_contraction_per_kernel",
+         G("x: f32[1,6,9,11]) -> f32[1,8,9,11]",
+           "return conv2d(x, out=8, kernel=1) @a + conv2d(x, out=8, kernel=1) @b"),
+         2, "the kernel already has a contraction"},
+    };
+    run_cases(cases, countof(cases));
+}
+
+static void upsample_in_consumer(void **state)
+{
+    (void)state;
+    static const Case cases[] = {
+        {"bilinear",
+         G("h: f32[1,4,8,12], l: f32[1,4,4,6]) -> f32[1,4,8,12]",
+           "return h + upsample(l, size=[8, 12], mode=bilinear)"),
+         1, NULL},
+        {"bilinear_align_corners_odd",
+         G("h: f32[2,3,9,13], l: f32[2,3,4,5]) -> f32[2,3,9,13]",
+           "return h * upsample(l, size=[9, 13], mode=bilinear, align_corners=true)"),
+         1, NULL},
+        {"nearest_scale",
+         G("h: f32[1,2,6,9], l: f32[1,2,4,6]) -> f32[1,2,6,9]",
+           "return relu(h - upsample(l, scale=1.5))"),
+         1, NULL},
+        {"seed_rewritten",
+         G("h: f32[1,16,8,12], l: f32[1,16,4,6]) -> f32[1,8,8,12]",
+           "z = conv2d(l, out=8, kernel=1) @zl\n"
+           "return relu(conv2d(h, out=8, kernel=1) @zh + upsample(z, size=[8, 12], "
+           "mode=bilinear))"),
+         2, "conv2d not fused into upsample: upsample reads it at interpolated positions"},
+        {"upsample_output",
+         G("l: f32[1,3,5,7]) -> f32[1,3,10,14]", "return upsample(l, scale=2, mode=bilinear)"), 1,
+         NULL},
+    };
+    run_cases(cases, countof(cases));
+}
+
+static void reductions_in_producer(void **state)
+{
+    (void)state;
+    static const Case cases[] = {
+        {"global_pool_of_conv",
+         G("x: f32[2,6,9,11]) -> (y: f32[2,8,9,11], m: f32[2,8])",
+           "y = relu(conv2d(x, out=8, kernel=1) @c)\nreturn y, mean(y, axes=[2, 3])"),
+         1, NULL},
+        {"pools_of_expression",
+         G("x: f32[2,6,7,9]) -> (a: f32[2,6,1,1], b: f32[2,6,1,1])",
+           "e = exp(x) * 0.5\nreturn mean(e, axes=[2, 3], keepdim=true), "
+           "amax(e, axes=[2, 3], keepdim=true)"),
+         1, NULL},
+        {"channel_mean_max",
+         G("x: f32[2,6,5,11], g: f32[2,6,1,1]) -> (y: f32[2,6,5,11], a: f32[2,1,5,11], "
+           "m: f32[2,1,5,11])",
+           "y = x * g\nreturn y, mean(y, axes=[1], keepdim=true), amax(y, axes=[1], keepdim=true)"),
+         1, NULL},
+        {"channel_mean_of_conv",
+         G("x: f32[1,6,12,40]) -> f32[1,12,40]", "return mean(conv2d(x, out=16, kernel=1) @c, "
+                                                 "axes=[1])"),
+         1, NULL},
+        {"row_sum_of_linear",
+         G("x: f32[3,5,16]) -> f32[3,5]", "return sum(relu(linear(x, out=24) @fc), axes=[-1])"), 1,
+         NULL},
+        {"reduction_of_input", G("x: f32[2,6,7,9]) -> f32[2,6]", "return mean(x, axes=[2, 3])"), 1,
+         NULL},
+        {"middle_axes_declined",
+         G("x: f32[2,6,7,9]) -> f32[2,9]", "return sum(exp(x), axes=[1, 2])"), 2,
+         "its axes are neither trailing nor a single axis"},
+        {"cbam_spatial",
+         G("x: f32[1,6,5,11], g: f32[1,6,1,1]) -> f32[1,6,5,11]",
+           "y = x * g\n"
+           "s = concat(mean(y, axes=[1], keepdim=true), amax(y, axes=[1], keepdim=true), axis=1)\n"
+           "return y * sigmoid(conv2d(s, out=1, kernel=3, padding=1, bias=false) @sa)"),
+         3, "sigmoid not fused into mul: mul broadcasts it"},
+        {"concat_in_place",
+         G("a: f32[2,3,4,9], b: f32[2,5,4,9]) -> f32[2,8,4,9]",
+           "return concat(relu(a), b * 2, axis=1)"),
+         2, NULL},
+        {"se_block",
+         G("x: f32[1,16,6,10]) -> f32[1,16,6,10]",
+           "y = mean(x, axes=[2, 3])\ny = relu(linear(y, out=4, bias=false) @fc.0)\n"
+           "y = sigmoid(linear(y, out=16, bias=false) @fc.2)\n"
+           "return x * view(y, shape=[1, 16, 1, 1])"),
+         4, "sigmoid not fused into mul: mul broadcasts it"},
+    };
+    run_cases(cases, countof(cases));
+}
+
+/* ---- create time, the plan, memory ---- */
+
+static bool stmt_has_unary(const LoopStmt *s, LoopOp op);
+
+static bool expr_has_unary(const LoopExpr *e, LoopOp op)
+{
+    if (!e)
+        return false;
+    switch (e->kind) {
+    case LEXPR_CONST_F:
+    case LEXPR_CONST_I:
+    case LEXPR_VAR:
+    case LEXPR_IOTA:
+        return false;
+    case LEXPR_LOAD:
+    case LEXPR_GATHER:
+        return expr_has_unary(e->load.index, op);
+    case LEXPR_UNARY:
+        return e->op.op == op || expr_has_unary(e->op.a, op);
+    default:
+        return expr_has_unary(e->op.a, op) || expr_has_unary(e->op.b, op) ||
+               (e->kind != LEXPR_CMP && expr_has_unary(e->op.c, op));
+    }
+}
+
+static bool stmt_has_unary(const LoopStmt *s, LoopOp op)
+{
+    switch (s->kind) {
+    case LOOP_BLOCK:
+        for (uint32_t i = 0; i < s->block.n; i++)
+            if (stmt_has_unary(s->block.stmts[i], op))
+                return true;
+        return false;
+    case LOOP_FOR:
+        return stmt_has_unary(s->loop.body, op);
+    case LOOP_STORE:
+        return expr_has_unary(s->store.value, op);
+    case LOOP_IF:
+        return stmt_has_unary(s->branch.then_body, op) ||
+               (s->branch.else_body && stmt_has_unary(s->branch.else_body, op));
+    case LOOP_DECL:
+        return expr_has_unary(s->decl.init, op);
+    case LOOP_ASSIGN:
+        return expr_has_unary(s->assign.value, op);
+    case LOOP_PREFETCH:
+        return false;
+    }
+    return false;
+}
+
+/* Weight-only subgraphs run once at create time; run kernels only read their results, and a
+ * weight no run kernel reads is not kept. */
+static void create_time(void **state)
+{
+    (void)state;
+    static const Case c = {
+        "create_time",
+        G("x: f32[2,6,5,7]) -> f32[2,6,5,7]",
+          "g = sigmoid(param(shape=[6, 1, 1]) @gate) * 2\nreturn x * g + param(shape=[7]) @b"),
+        1, NULL};
+    TestCompile t;
+    LoopProgram *p = schedule_case(&t, &c, 8);
+    assert_int_equal(p->nkernels, 1);
+    assert_true(p->nprepare >= 2);
+    bool run_sigmoid = false, prep_sigmoid = false;
+    for (uint32_t i = 0; i < p->nkernels; i++)
+        run_sigmoid = run_sigmoid || stmt_has_unary(p->kernels[i]->body, LOP_SIGMOID);
+    for (uint32_t i = 0; i < p->nprepare; i++)
+        prep_sigmoid = prep_sigmoid || stmt_has_unary(p->prepare[i]->body, LOP_SIGMOID);
+    assert_false(run_sigmoid);
+    assert_true(prep_sigmoid);
+    /* kept: the gate's result and b's copy; the gate weight and the sigmoid's own result are
+     * create-time temporaries in scratch */
+    uint32_t prepared = 0;
+    for (uint32_t i = 0; i < p->nbuffers; i++)
+        prepared += p->buffers[i]->kind == BUF_PREPARED;
+    assert_int_equal(prepared, 2);
+    assert_int_equal(p->prepared_bytes, 128);
+    test_compile_free(&t);
+    check_numerics(&c);
+}
+
+/* The plan as schedule.h shows it. */
+static void plan_api(void **state)
+{
+    (void)state;
+    TestCompile t;
+    const char *spec = G("h: f32[1,4,8,8], l: f32[1,4,4,4]) -> f32[1,4,8,8]",
+                         "w = param(shape=[4, 4, 1, 1]) @w\n"
+                         "z = conv2d(l, out=4, kernel=1, bias=false) @zl\n"
+                         "return relu(conv2d(h, out=4, kernel=1) @zh + upsample(z, size=[8, 8], "
+                         "mode=bilinear) * view(sum(w, axes=[1, 2, 3]), shape=[1, 4, 1, 1]))");
+    if (!test_compile(&t, spec, NULL, NULL))
+        fail_msg("%s", test_diagnostics(&t));
+    FusionPlan *fp = schedule_plan(&t.cx, t.graph);
+    assert_int_equal(fp->nnodes, t.graph->nnodes);
+    assert_int_equal(fp->ngroups, 2);
+    int32_t last = fp->group_of[t.graph->outputs[0]->id];
+    assert_int_equal(last, 1);
+    assert_non_null(strstr(fp->group_name[1], "conv2d_relu"));
+    for (uint32_t i = 0; i < t.graph->nnodes; i++) {
+        const Node *n = t.graph->nodes[i];
+        if (n->kind == OP_INPUT || n->kind == OP_PARAM || n->kind == OP_SCALAR)
+            assert_int_equal(fp->group_of[i], -1);
+        if (n->kind == OP_SUM) { /* weights only */
+            assert_true(fp->prepared[i]);
+            assert_int_equal(fp->group_of[i], -1);
+        }
+        if (n->kind == OP_UPSAMPLE || n->kind == OP_ADD || n->kind == OP_MUL)
+            assert_int_equal(fp->group_of[i], last);
+    }
+    test_compile_free(&t);
+}
+
+/* Buffers whose lifetimes do not meet share bytes: softmax(softmax(softmax(softmax(x)))) needs
+ * two intermediates at a time, not three. */
+static void memory_plan(void **state)
+{
+    (void)state;
+    static const Case c = {
+        "memory",
+        G("x: f32[5,31]) -> f32[5,31]",
+          "a = softmax(x, axis=-1)\nb = softmax(a, axis=-1)\nd = softmax(b, axis=-1)\n"
+          "return softmax(d, axis=-1)"),
+        4, NULL};
+    TestCompile t;
+    LoopProgram *p = schedule_case(&t, &c, 8);
+    assert_int_equal(p->nkernels, 4);
+    int64_t one = (5 * 31 * 4 + 63) / 64 * 64, sum = 0;
+    for (uint32_t i = 0; i < p->nbuffers; i++) {
+        const LoopBuffer *b = p->buffers[i];
+        if (b->kind != BUF_SCRATCH)
+            continue;
+        sum += one;
+        assert_int_equal(b->offset % 64, 0);
+        assert_true(b->offset + b->elems * 4 <= p->scratch_bytes);
+    }
+    assert_int_equal(sum, 3 * one);
+    assert_int_equal(p->scratch_bytes, 2 * one);
+    test_compile_free(&t);
+    check_numerics(&c);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(elementwise_chains),   cmocka_unit_test(contraction_epilogues),
+        cmocka_unit_test(upsample_in_consumer), cmocka_unit_test(reductions_in_producer),
+        cmocka_unit_test(create_time),          cmocka_unit_test(plan_api),
+        cmocka_unit_test(memory_plan),
+    };
+    return cmocka_run_group_tests_name("fusion", tests, NULL, NULL);
+}
