@@ -1,0 +1,1298 @@
+/*
+ * fuzz_graph: a structured fuzzer for the whole compiler. The input bytes choose a random
+ * VALID graph from the op catalogue (elementwise ops with broadcasting, reductions, softmax,
+ * matmul, linear, conv2d, norms, attention, upsampling, concat, pools and the layout ops) with
+ * small shapes (now and then one dim up to 40, past every vector width and tile). The graph is
+ * written as .fuse text, compiled (parse, sema, build) and evaluated by the reference
+ * interpreter on deterministic pseudo-random inputs and weights; it is lowered as the command
+ * line lowers it (driver_lower: the graph passes, schedule_graph, loop_verify), or for one lane
+ * setting in four by schedule_graph alone, and run through the JIT and, when the first byte says
+ * so (it spawns a C compiler), through the C backend with bounds checks. Every output must match
+ * the interpreter's within the conformance tolerance,
+ *     max |got - want| <= 1e-4 * max(1, max |want|)   (NaN matches NaN),
+ * and a JIT kernel on two threads must match one thread bit for bit.
+ *
+ * The generator knows the shape rules, so a graph the front end rejects is a generator bug, and
+ * aborts like a mismatch. It also tracks a bound on every value's magnitude and whether it is
+ * exact (an input's or a weight's values, moved but not rounded): ops that would turn fp32
+ * rounding into errors above the tolerance (cancellation between large values, a square root
+ * or layernorm of rounding noise) are not generated, so a mismatch is a real miscompile.
+ *
+ * Input layout: byte 0 holds the flags (see F_* below), the rest drives the generator; when
+ * the bytes run out every choice is 0, so short inputs give small graphs. Any change to the
+ * generator maps old inputs to other graphs: keep reproducers also as .fuse text or unit tests.
+ */
+#include "fuzz.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "ast.h"
+#include "backend_c.h"
+#include "ctx.h"
+#include "diag.h"
+#include "driver.h"
+#include "front.h"
+#include "fuse_rt.h"
+#include "graph.h"
+#include "interp.h"
+#include "loop.h"
+#include "schedule.h"
+#include "source.h"
+#include "util.h"
+#include "weights.h"
+
+#ifdef FUSE_WITH_LLVM
+#include "jit.h"
+#endif
+
+enum {
+    MAX_VALUES = 40,    /* values one graph defines, inputs included */
+    MAX_INPUTS = 8,     /* graph inputs */
+    MAX_OPS = 14,       /* generated statements */
+    MAX_ELEMS = 4096,   /* elements of one tensor */
+    MAX_MACS = 1 << 19, /* multiply-adds of one contraction */
+    BIG_DIM = 40,       /* a size past every vector width and tile, now and then */
+    MAX_OUTPUTS = 3,    /* graph outputs */
+    MAX_NAMED_DIM = 9,  /* dims 1..9 may be written as D1..D9 */
+    MAX_RANK = 6,       /* ranks generated (FUSE_MAX_RANK is 8) */
+    INPUT_BOUND = 2,    /* inputs are uniform in [-2, 2) */
+    TEXT_MAX = 160,     /* one expression */
+    SHAPE_TEXT = 96,    /* "[1, 2, 3]" */
+};
+
+/* Values above this magnitude could lose more than the tolerance to cancellation. */
+#define BOUND_LIMIT 100.0
+#define TOLERANCE   1e-4
+
+/* ---- the input bytes ---- */
+
+typedef struct Bytes {
+    const uint8_t *p;
+    size_t n;
+} Bytes;
+
+/* A choice in [0, n); 0 once the bytes run out. */
+static unsigned pick(Bytes *b, unsigned n)
+{
+    if (n <= 1 || b->n == 0)
+        return 0;
+    unsigned v = *b->p++;
+    b->n--;
+    if (n > 256 && b->n > 0) {
+        v = v << 8 | *b->p++;
+        b->n--;
+    }
+    return v % n;
+}
+
+static bool flip(Bytes *b)
+{
+    return pick(b, 2) == 1;
+}
+
+/* A value in [lo, hi]. */
+static int64_t range(Bytes *b, int64_t lo, int64_t hi)
+{
+    return lo + (int64_t)pick(b, (unsigned)(hi - lo + 1));
+}
+
+/* ---- the generated graph ---- */
+
+typedef struct Value {
+    char name[8];
+    Shape shape;
+    double bound; /* every finite element has |x| <= bound; INFINITY: no bound known */
+    bool exact;   /* the elements are input or weight values, unrounded (maybe duplicated) */
+    bool used;    /* by a statement or as an output */
+} Value;
+
+typedef struct Gen {
+    Bytes in;
+    bool named_dims; /* write input and output dims 1..9 as D1..D9 */
+    StrBuf params;   /* the graph's (or the block's) tensor parameters */
+    StrBuf body;     /* the statements */
+    Value v[MAX_VALUES];
+    uint32_t nv, ninputs, nstmts, nscopes;
+} Gen;
+
+static int64_t numel(const Shape *s)
+{
+    int64_t n = 1;
+    for (uint32_t d = 0; d < s->rank; d++)
+        n *= s->dim[d];
+    return n;
+}
+
+/* "[2, 3]", or with named dims "[D2, D3]" (dims over MAX_NAMED_DIM stay numbers). */
+static const char *shape_text(const Shape *s, bool named, char buf[SHAPE_TEXT])
+{
+    size_t o = (size_t)snprintf(buf, SHAPE_TEXT, "[");
+    for (uint32_t d = 0; d < s->rank; d++) {
+        bool name = named && s->dim[d] <= MAX_NAMED_DIM;
+        o += (size_t)snprintf(buf + o, SHAPE_TEXT - o, "%s%s%lld", d ? ", " : "", name ? "D" : "",
+                              (long long)s->dim[d]);
+    }
+    snprintf(buf + o, SHAPE_TEXT - o, "]");
+    return buf;
+}
+
+/* An axis as written: sometimes counted from the end. */
+static long long axis_text(Gen *g, uint32_t axis, uint32_t rank)
+{
+    return flip(&g->in) ? (long long)axis - (long long)rank : (long long)axis;
+}
+
+/* A new graph input of this shape, or -1 when there is no room for one. */
+static int new_input(Gen *g, const Shape *s)
+{
+    if (g->ninputs == MAX_INPUTS || g->nv == MAX_VALUES || s->rank == 0)
+        return -1;
+    Value *v = &g->v[g->nv];
+    snprintf(v->name, sizeof v->name, "x%u", g->ninputs);
+    v->shape = *s;
+    v->bound = INPUT_BOUND;
+    v->exact = true;
+    char t[SHAPE_TEXT];
+    sb_printf(&g->params, "%s%s: f32%s", g->ninputs ? ", " : "", v->name,
+              shape_text(s, g->named_dims, t));
+    g->ninputs++;
+    return (int)g->nv++;
+}
+
+/* Defines the next value as `expr` (printf-style). Returns its index, or -1 when full. */
+static int define(Gen *g, const Shape *s, double bound, bool exact, const char *fmt, ...)
+    FUSE_PRINTF(5, 6);
+
+static int define(Gen *g, const Shape *s, double bound, bool exact, const char *fmt, ...)
+{
+    if (g->nv == MAX_VALUES)
+        return -1;
+    Value *v = &g->v[g->nv];
+    snprintf(v->name, sizeof v->name, "v%u", g->nstmts++);
+    v->shape = *s;
+    v->bound = bound;
+    v->exact = exact;
+    sb_printf(&g->body, "    %s = ", v->name);
+    va_list ap;
+    va_start(ap, fmt);
+    sb_vprintf(&g->body, fmt, ap);
+    va_end(ap);
+    sb_append(&g->body, "\n");
+    return (int)g->nv++;
+}
+
+/* A fresh weight scope. */
+static const char *scope(Gen *g, char buf[16])
+{
+    snprintf(buf, 16, "@s%u", g->nscopes++);
+    return buf;
+}
+
+/* An operand: the latest value half of the time, else any, so that ops chain. */
+static uint32_t operand(Gen *g)
+{
+    return flip(&g->in) ? pick(&g->in, g->nv) : g->nv - 1;
+}
+
+/* A size in [1, small], or one time in eight in [small + 1, BIG_DIM]: small sizes keep graphs
+ * fast, the large ones reach the vectorized and tiled loops and their remainders. */
+static int64_t size(Gen *g, int64_t small)
+{
+    return pick(&g->in, 8) == 7 ? range(&g->in, small + 1, BIG_DIM) : range(&g->in, 1, small);
+}
+
+/* A random shape of rank r with dims mostly in [1, 6] and at most `elems` elements. */
+static Shape random_shape(Gen *g, uint32_t r, int64_t elems)
+{
+    Shape s = {.rank = r};
+    int64_t n = 1;
+    for (uint32_t d = 0; d < r; d++) {
+        int64_t v = size(g, 6), cap = elems / n;
+        s.dim[d] = v <= cap ? v : cap < 1 ? 1 : cap;
+        n *= s.dim[d];
+    }
+    return s;
+}
+
+/* A shape that broadcasts with `a` (NumPy rules): each trailing axis kept, 1, or (where a has
+ * 1) any size; maybe one axis fewer or more. Its rank is at least 1 (a tensor type has one). */
+static Shape broadcast_partner(Gen *g, const Shape *a)
+{
+    uint32_t r = a->rank;
+    switch (pick(&g->in, 5)) {
+    case 0:
+        r = r > 1 ? r - 1 : r;
+        break;
+    case 1:
+        r = r < MAX_RANK ? r + 1 : r;
+        break;
+    }
+    if (r == 0)
+        r = 1;
+    Shape s = {.rank = r};
+    for (uint32_t i = 0; i < r; i++) {
+        uint32_t d = r - 1 - i;
+        int64_t ad = i < a->rank ? a->dim[a->rank - 1 - i] : 1;
+        unsigned c = pick(&g->in, 4);
+        s.dim[d] = c == 0 ? 1 : ad;
+        if (ad == 1 && c == 3)
+            s.dim[d] = range(&g->in, 2, 3);
+        if (i >= a->rank)
+            s.dim[d] = c == 0 ? range(&g->in, 1, 3) : 1;
+    }
+    return s;
+}
+
+/* The broadcast of two shapes (build checked the same rule), or false. */
+static bool broadcast(const Shape *a, const Shape *b, Shape *out)
+{
+    uint32_t r = a->rank > b->rank ? a->rank : b->rank;
+    Shape s = {.rank = r};
+    for (uint32_t i = 0; i < r; i++) {
+        int64_t da = i < a->rank ? a->dim[a->rank - 1 - i] : 1;
+        int64_t db = i < b->rank ? b->dim[b->rank - 1 - i] : 1;
+        if (da != db && da != 1 && db != 1)
+            return false;
+        s.dim[r - 1 - i] = da == 1 ? db : da;
+    }
+    *out = s;
+    return true;
+}
+
+/* ---- the ops: each returns false, having written nothing, when its operand does not fit ---- */
+
+static bool gen_unary(Gen *g, const Value *a)
+{
+    static const struct {
+        const char *open, *close; /* around the operand */
+        double bound;             /* of the result: < 0 means the input's bound */
+        bool exact;               /* keeps exactness */
+        bool any;                 /* well defined for any input, inf and NaN included */
+    } ops[] = {
+        {"relu(", ")", -1, true, true},
+        {"abs(", ")", -1, true, true},
+        {"neg(", ")", -1, true, true},
+        {"-", "", -1, true, true},
+        {"sigmoid(", ")", 1, false, true},
+        {"tanh(", ")", 1, false, true},
+        {"silu(", ")", -1, false, false},
+        {"gelu(", ")", -1, false, false},
+        {"gelu(", ", approximate=tanh)", -1, false, false},
+        {"gelu(", ", approximate=\"none\")", -1, false, false},
+    };
+    unsigned k = pick(&g->in, countof(ops));
+    if (!ops[k].any && !isfinite(a->bound))
+        return false;
+    double bound = ops[k].bound < 0 ? fmax(a->bound, 0.3) : ops[k].bound;
+    return define(g, &a->shape, bound, a->exact && ops[k].exact, "%s%s%s", ops[k].open, a->name,
+                  ops[k].close) >= 0;
+}
+
+/* exp, sqrt and rsqrt, with their inputs kept where fp32 rounding cannot be amplified. */
+static bool gen_transcendental(Gen *g, const Value *a)
+{
+    const char *n = a->name;
+    switch (pick(&g->in, 4)) {
+    case 0:
+        if (a->bound <= 4)
+            return define(g, &a->shape, exp(a->bound), false, "exp(%s)", n) >= 0;
+        if (!isfinite(a->bound))
+            return false;
+        return define(g, &a->shape, 1, false, "exp(-abs(%s))", n) >= 0;
+    case 1:
+        // sqrt of a rounded value near 0 turns its rounding error into 1e-4 and more.
+        if (a->exact)
+            return define(g, &a->shape, sqrt(a->bound), false, "sqrt(%s)", n) >= 0;
+        if (!isfinite(a->bound))
+            return false;
+        return define(g, &a->shape, sqrt(a->bound + 1), false, "sqrt(abs(%s) + 1)", n) >= 0;
+    case 2:
+        if (a->exact)
+            return define(g, &a->shape, INFINITY, false, "rsqrt(%s)", n) >= 0;
+        if (!isfinite(a->bound))
+            return false;
+        return define(g, &a->shape, 1, false, "rsqrt(%s * %s + 1)", n, n) >= 0;
+    default:
+        if (!isfinite(a->bound))
+            return false;
+        return define(g, &a->shape, 1, false, "1 / (1 + exp(-%s))", n) >= 0;
+    }
+}
+
+/* The second operand of a binary op: an existing value that broadcasts, a new input, a
+ * param(), or `a` itself. Writes its text into text (a name, or a param() call). */
+static bool binary_partner(Gen *g, const Value *a, Value *b, char text[TEXT_MAX])
+{
+    Shape out;
+    switch (pick(&g->in, 5)) {
+    case 0: { /* an existing value */
+        uint32_t start = pick(&g->in, g->nv);
+        for (uint32_t k = 0; k < g->nv; k++) {
+            const Value *c = &g->v[(start + k) % g->nv];
+            if (broadcast(&a->shape, &c->shape, &out) && numel(&out) <= MAX_ELEMS) {
+                *b = *c;
+                snprintf(text, TEXT_MAX, "%s", c->name);
+                return true;
+            }
+        }
+        return false;
+    }
+    case 1:
+    case 2: { /* a new input */
+        Shape s = broadcast_partner(g, &a->shape);
+        if (!broadcast(&a->shape, &s, &out) || numel(&out) > MAX_ELEMS)
+            return false;
+        int k = new_input(g, &s);
+        if (k < 0)
+            return false;
+        *b = g->v[k];
+        snprintf(text, TEXT_MAX, "%s", b->name);
+        return true;
+    }
+    case 3: { /* a weight */
+        Shape s = broadcast_partner(g, &a->shape);
+        if (!broadcast(&a->shape, &s, &out) || numel(&out) > MAX_ELEMS)
+            return false;
+        char t[SHAPE_TEXT], sc[16];
+        b->shape = s;
+        b->bound = 1;
+        b->exact = true;
+        snprintf(text, TEXT_MAX, "param(shape=%s) %s", shape_text(&s, false, t), scope(g, sc));
+        return true;
+    }
+    default:
+        *b = *a;
+        snprintf(text, TEXT_MAX, "%s", a->name);
+        return true;
+    }
+}
+
+static bool gen_binary(Gen *g, const Value *a)
+{
+    Value b;
+    char bt[TEXT_MAX];
+    if (!binary_partner(g, a, &b, bt))
+        return false;
+    Shape s;
+    if (!broadcast(&a->shape, &b.shape, &s))
+        return false;
+    bool fin = isfinite(a->bound) && isfinite(b.bound);
+    bool exact = a->exact && b.exact;
+    double m = fmax(a->bound, b.bound);
+    const char *an = a->name;
+    // Operands on either side: the broadcast is symmetric, the arithmetic is not.
+    bool swap = flip(&g->in);
+    const char *l = swap ? bt : an, *r = swap ? an : bt;
+    switch (pick(&g->in, 6)) {
+    case 0:
+        if (!fin || a->bound + b.bound > BOUND_LIMIT)
+            return false;
+        return define(g, &s, a->bound + b.bound, false, "%s + %s", l, r) >= 0;
+    case 1:
+        if (!fin || a->bound + b.bound > BOUND_LIMIT)
+            return false;
+        return define(g, &s, a->bound + b.bound, false, "%s - %s", l, r) >= 0;
+    case 2:
+        if (!fin || a->bound * b.bound > BOUND_LIMIT)
+            return false;
+        return define(g, &s, a->bound * b.bound, false, "%s * %s", l, r) >= 0;
+    case 3:
+        return define(g, &s, m, exact, "min(%s, %s)", l, r) >= 0;
+    case 4:
+        return define(g, &s, m, exact, "max(%s, %s)", l, r) >= 0;
+    default:
+        if (!fin)
+            return false;
+        return define(g, &s, a->bound, false, "%s / (abs(%s) + 1)", an, bt) >= 0;
+    }
+}
+
+/* A tensor and a number. */
+static bool gen_scalar(Gen *g, const Value *a)
+{
+    static const struct {
+        const char *text;
+        double value;
+    } nums[] = {{"0.5", 0.5},   {"2", 2}, {"1.5", 1.5},   {"-1", -1},
+                {"0.25", 0.25}, {"3", 3}, {"1e-3", 1e-3}, {"-0.75", -0.75}};
+    unsigned k = pick(&g->in, countof(nums));
+    const char *c = nums[k].text, *n = a->name;
+    double v = fabs(nums[k].value), b = a->bound;
+    switch (pick(&g->in, 5)) {
+    case 0:
+        return b + v <= BOUND_LIMIT && define(g, &a->shape, b + v, false, "%s + %s", n, c) >= 0;
+    case 1:
+        return b + v <= BOUND_LIMIT && define(g, &a->shape, b + v, false, "%s - %s", c, n) >= 0;
+    case 2: /* a scaled inf stays inf, a scaled NaN NaN: fine for any input */
+        return (b * v <= BOUND_LIMIT || !isfinite(b)) &&
+               define(g, &a->shape, b * v, false, "%s * %s", c, n) >= 0;
+    case 3:
+        return v >= 0.25 && (b / v <= BOUND_LIMIT || !isfinite(b)) &&
+               define(g, &a->shape, b / v, false, "%s / %s", n, c) >= 0;
+    default:
+        return isfinite(b) && v <= BOUND_LIMIT &&
+               define(g, &a->shape, v, false, "%s / (abs(%s) + 1)", c, n) >= 0;
+    }
+}
+
+static bool gen_reduce(Gen *g, const Value *a)
+{
+    static const char *const names[] = {"sum", "mean", "amax", "amin"};
+    const Shape *x = &a->shape;
+    if (x->rank == 0)
+        return false;
+    unsigned op = pick(&g->in, countof(names));
+    if (op < 2 && !isfinite(a->bound))
+        return false;
+    bool red[FUSE_MAX_RANK] = {0};
+    uint32_t nred = 0;
+    for (uint32_t d = 0; d < x->rank; d++)
+        nred += red[d] = flip(&g->in);
+    if (nred == 0) {
+        red[pick(&g->in, x->rank)] = true;
+        nred = 1;
+    }
+    bool keep = flip(&g->in);
+    Shape s = {.rank = 0};
+    int64_t count = 1;
+    StrBuf axes = {0};
+    for (uint32_t d = 0; d < x->rank; d++) {
+        if (red[d]) {
+            count *= x->dim[d];
+            sb_printf(&axes, "%s%lld", axes.len ? ", " : "", axis_text(g, d, x->rank));
+        }
+        if (!red[d] || keep)
+            s.dim[s.rank++] = red[d] ? 1 : x->dim[d];
+    }
+    double bound = op == 0 ? a->bound * (double)count : a->bound;
+    bool ok = false;
+    if (bound <= BOUND_LIMIT || !isfinite(a->bound)) {
+        bool list = nred > 1 || flip(&g->in);
+        const char *kd = keep ? ", keepdim=true" : flip(&g->in) ? ", keepdim=false" : "";
+        ok = define(g, &s, bound, op >= 2 && a->exact, "%s(%s, axes=%s%s%s%s)", names[op], a->name,
+                    list ? "[" : "", sb_str(&axes), list ? "]" : "", kd) >= 0;
+    }
+    sb_free(&axes);
+    return ok;
+}
+
+static bool gen_softmax(Gen *g, const Value *a)
+{
+    if (a->shape.rank == 0 || !isfinite(a->bound))
+        return false;
+    uint32_t axis = pick(&g->in, a->shape.rank);
+    return define(g, &a->shape, 1, false, "softmax(%s, axis=%lld)", a->name,
+                  axis_text(g, axis, a->shape.rank)) >= 0;
+}
+
+/* torch.matmul's result shape (1-d operands promoted, batch dims broadcast), or false. */
+static bool matmul_shape(const Shape *a, const Shape *b, Shape *out)
+{
+    Shape a2 = *a, b2 = *b;
+    if (a->rank == 1)
+        a2 = (Shape){2, {1, a->dim[0]}};
+    if (b->rank == 1)
+        b2 = (Shape){2, {b->dim[0], 1}};
+    if (a2.dim[a2.rank - 1] != b2.dim[b2.rank - 2])
+        return false;
+    Shape ba = {.rank = a2.rank - 2}, bb = {.rank = b2.rank - 2}, s;
+    memcpy(ba.dim, a2.dim, ba.rank * sizeof(int64_t));
+    memcpy(bb.dim, b2.dim, bb.rank * sizeof(int64_t));
+    if (!broadcast(&ba, &bb, &s))
+        return false;
+    if (a->rank > 1)
+        s.dim[s.rank++] = a2.dim[a2.rank - 2];
+    if (b->rank > 1)
+        s.dim[s.rank++] = b2.dim[b2.rank - 1];
+    *out = s;
+    return true;
+}
+
+static bool gen_matmul(Gen *g, const Value *a)
+{
+    const Shape *x = &a->shape;
+    if (x->rank == 0 || x->rank > 4 || !isfinite(a->bound))
+        return false;
+    int64_t k = x->dim[x->rank - 1];
+    Shape bs;
+    if (pick(&g->in, 4) == 0) {
+        bs = (Shape){1, {k}};
+    } else {
+        Shape batch = {.rank = 0};
+        if (x->rank > 2 || flip(&g->in)) {
+            Shape xb = {.rank = x->rank > 2 ? x->rank - 2 : 0};
+            memcpy(xb.dim, x->dim, xb.rank * sizeof(int64_t));
+            batch = xb.rank ? broadcast_partner(g, &xb) : (Shape){1, {range(&g->in, 1, 3)}};
+            if (batch.rank > 2)
+                batch.rank = 2;
+        }
+        bs = batch;
+        bs.dim[bs.rank++] = k;
+        bs.dim[bs.rank++] = size(g, 5);
+    }
+    Shape s;
+    if (!matmul_shape(x, &bs, &s) || numel(&s) > MAX_ELEMS || numel(&s) * k > MAX_MACS ||
+        a->bound * INPUT_BOUND * (double)k > BOUND_LIMIT)
+        return false;
+    Value b;
+    char bt[TEXT_MAX], t[SHAPE_TEXT], sc[16];
+    bool ok = false;
+    switch (pick(&g->in, 3)) {
+    case 0:
+        // An existing value of that shape, or else the value against itself transposed.
+        for (uint32_t j = 0; j < g->nv && !ok; j++)
+            if (shape_equal(&g->v[j].shape, &bs)) {
+                b = g->v[j];
+                snprintf(bt, sizeof bt, "%s", b.name);
+                ok = true;
+            }
+        break;
+    case 1:
+        b = (Value){.shape = bs, .bound = 1, .exact = true};
+        snprintf(bt, sizeof bt, "param(shape=%s) %s", shape_text(&bs, false, t), scope(g, sc));
+        ok = true;
+        break;
+    }
+    if (!ok) {
+        int j = new_input(g, &bs);
+        if (j < 0)
+            return false;
+        b = g->v[j];
+        snprintf(bt, sizeof bt, "%s", b.name);
+    }
+    double bound = a->bound * b.bound * (double)k;
+    if (!isfinite(b.bound) || bound > BOUND_LIMIT)
+        return false;
+    return define(g, &s, bound, false, "matmul(%s, %s)", a->name, bt) >= 0;
+}
+
+static bool gen_linear(Gen *g, const Value *a)
+{
+    const Shape *x = &a->shape;
+    if (x->rank == 0 || !isfinite(a->bound))
+        return false;
+    int64_t in = x->dim[x->rank - 1], out = size(g, 8);
+    Shape s = *x;
+    s.dim[s.rank - 1] = out;
+    bool bias = !flip(&g->in);
+    double bound = a->bound * sqrt((double)in) + (bias ? 1 : 0);
+    if (numel(&s) > MAX_ELEMS || numel(&s) * in > MAX_MACS || bound > BOUND_LIMIT)
+        return false;
+    char sc[16];
+    return define(g, &s, bound, false, "linear(%s, out=%lld%s) %s", a->name, (long long)out,
+                  bias ? (flip(&g->in) ? ", bias=true" : "") : ", bias=false", scope(g, sc)) >= 0;
+}
+
+/* `name=v` or `name=[h, w]`, or nothing when both are the default and the choice says so. */
+static void pair_attr(Gen *g, StrBuf *sb, const char *name, int64_t h, int64_t w, int64_t def)
+{
+    if (h == def && w == def && flip(&g->in))
+        return;
+    if (h == w && flip(&g->in))
+        sb_printf(sb, ", %s=%lld", name, (long long)h);
+    else
+        sb_printf(sb, ", %s=[%lld, %lld]", name, (long long)h, (long long)w);
+}
+
+/* floor((in + 2p - d(k-1) - 1) / s) + 1, or 0 when the window does not fit. */
+static int64_t window(int64_t in, int64_t k, int64_t s, int64_t p, int64_t d)
+{
+    int64_t reach = d * (k - 1) + 1, padded = in + 2 * p;
+    return padded < reach ? 0 : (padded - reach) / s + 1;
+}
+
+static bool gen_conv(Gen *g, const Value *a)
+{
+    const Shape *x = &a->shape;
+    if (x->rank != 4 || !isfinite(a->bound))
+        return false;
+    int64_t c = x->dim[1], groups = 1;
+    for (int64_t d = range(&g->in, 1, c); d >= 1; d--)
+        if (c % d == 0) {
+            groups = d;
+            break;
+        }
+    if (pick(&g->in, 3))
+        groups = 1;
+    int64_t per = 8 / groups > 1 ? 8 / groups : 1;
+    int64_t out = groups * size(g, per);
+    int64_t k[2], st[2], pad[2], dil[2], o[2];
+    for (int i = 0; i < 2; i++) {
+        k[i] = range(&g->in, 1, 3);
+        st[i] = pick(&g->in, 3) ? 1 : 2;
+        pad[i] = pick(&g->in, 3) ? 0 : range(&g->in, 1, 2);
+        dil[i] = pick(&g->in, 4) ? 1 : 2;
+        o[i] = window(x->dim[2 + i], k[i], st[i], pad[i], dil[i]);
+        if (o[i] == 0)
+            return false;
+    }
+    Shape s = {4, {x->dim[0], out, o[0], o[1]}};
+    int64_t fan_in = c / groups * k[0] * k[1];
+    bool bias = !flip(&g->in);
+    double bound = a->bound * sqrt((double)fan_in) + (bias ? 1 : 0);
+    if (numel(&s) > MAX_ELEMS || numel(&s) * fan_in > MAX_MACS || bound > BOUND_LIMIT)
+        return false;
+    StrBuf attrs = {0};
+    sb_printf(&attrs, "out=%lld", (long long)out);
+    if (k[0] == k[1] && flip(&g->in))
+        sb_printf(&attrs, ", kernel=%lld", (long long)k[0]);
+    else
+        sb_printf(&attrs, ", kernel=[%lld, %lld]", (long long)k[0], (long long)k[1]);
+    pair_attr(g, &attrs, "stride", st[0], st[1], 1);
+    pair_attr(g, &attrs, "padding", pad[0], pad[1], 0);
+    pair_attr(g, &attrs, "dilation", dil[0], dil[1], 1);
+    if (groups > 1 || flip(&g->in))
+        sb_printf(&attrs, ", groups=%lld", (long long)groups);
+    if (!bias)
+        sb_append(&attrs, ", bias=false");
+    char sc[16];
+    bool ok = define(g, &s, bound, false, "conv2d(%s, %s) %s", a->name, sb_str(&attrs),
+                     scope(g, sc)) >= 0;
+    sb_free(&attrs);
+    return ok;
+}
+
+static bool gen_batchnorm(Gen *g, const Value *a)
+{
+    uint32_t r = a->shape.rank;
+    if ((r < 2 || r > 4) || !isfinite(a->bound))
+        return false;
+    // (x - mean) / sqrt(var + eps) * weight + bias with |mean|, |bias| <= 0.5, var >= 0.5 and
+    // weight <= 1.5 (weights_fill_random).
+    double bound = (a->bound + 0.5) * 1.5 / sqrt(0.5) + 0.5;
+    if (bound > BOUND_LIMIT)
+        return false;
+    char sc[16];
+    return define(g, &a->shape, bound, false, "%s(%s%s) %s", r == 4 ? "batchnorm2d" : "batchnorm1d",
+                  a->name, flip(&g->in) ? ", eps=0.001" : "", scope(g, sc)) >= 0;
+}
+
+static bool gen_layernorm(Gen *g, const Value *a)
+{
+    const Shape *x = &a->shape;
+    if (x->rank == 0 || !isfinite(a->bound))
+        return false;
+    // Rows of rounded values that should be equal have a variance of rounding noise, which a
+    // small eps magnifies past the tolerance: give those a larger eps.
+    if (!a->exact && a->bound > 16)
+        return false;
+    double bound = sqrt((double)x->dim[x->rank - 1]) * 1.5 + 0.5;
+    if (bound > BOUND_LIMIT)
+        return false;
+    char sc[16];
+    return define(g, x, bound, false, "layernorm(%s%s) %s", a->name, a->exact ? "" : ", eps=0.01",
+                  scope(g, sc)) >= 0;
+}
+
+static bool gen_mha(Gen *g, const Value *a)
+{
+    const Shape *q = &a->shape;
+    if (q->rank != 3 || !isfinite(a->bound))
+        return false;
+    int64_t n = q->dim[0], l = q->dim[1], e = q->dim[2], heads = 1;
+    for (int64_t d = range(&g->in, 1, e); d >= 1; d--)
+        if (e % d == 0) {
+            heads = d;
+            break;
+        }
+    bool bias = !flip(&g->in);
+    double se = sqrt((double)e);
+    double bound = (fmax(a->bound, INPUT_BOUND) * se + 0.5) * se + 0.5;
+    if (bound > BOUND_LIMIT)
+        return false;
+    const Value *k = a, *v = a;
+    if (flip(&g->in)) {
+        Shape ks = {3, {n, size(g, 5), e}};
+        int ki = new_input(g, &ks);
+        if (ki < 0)
+            return false;
+        k = v = &g->v[ki];
+        if (flip(&g->in)) {
+            int vi = new_input(g, &ks);
+            if (vi < 0)
+                return false;
+            v = &g->v[vi];
+        }
+    }
+    int64_t s = k->shape.dim[1];
+    if (n * (l + s) * e * 4 * e + n * l * s * e * 2 > MAX_MACS)
+        return false;
+    char sc[16];
+    return define(g, q, bound, false, "mha(%s, %s, %s, heads=%lld%s) %s", a->name, k->name, v->name,
+                  (long long)heads, bias ? "" : ", bias=false", scope(g, sc)) >= 0;
+}
+
+static bool gen_upsample(Gen *g, const Value *a)
+{
+    /* Scales exact in binary, so floor(in * scale) has one answer. */
+    static const double scales[] = {0.5, 1, 1.5, 2, 2.5, 3, 0.75, 1.25, 0.25};
+    const Shape *x = &a->shape;
+    if (x->rank != 4)
+        return false;
+    bool bilinear = flip(&g->in);
+    if (bilinear && !isfinite(a->bound))
+        return false;
+    Shape s = *x;
+    StrBuf attrs = {0};
+    if (flip(&g->in)) {
+        s.dim[2] = size(g, 8);
+        s.dim[3] = flip(&g->in) ? s.dim[2] : size(g, 8);
+        if (s.dim[2] == s.dim[3] && flip(&g->in))
+            sb_printf(&attrs, "size=%lld", (long long)s.dim[2]);
+        else
+            sb_printf(&attrs, "size=[%lld, %lld]", (long long)s.dim[2], (long long)s.dim[3]);
+    } else {
+        double sh = scales[pick(&g->in, countof(scales))];
+        double sw = flip(&g->in) ? sh : scales[pick(&g->in, countof(scales))];
+        s.dim[2] = (int64_t)floor((double)x->dim[2] * sh);
+        s.dim[3] = (int64_t)floor((double)x->dim[3] * sw);
+        if (s.dim[2] < 1 || s.dim[3] < 1) {
+            sb_free(&attrs);
+            return false;
+        }
+        if (sh == sw && flip(&g->in))
+            sb_printf(&attrs, "scale=%g", sh);
+        else
+            sb_printf(&attrs, "scale=[%g, %g]", sh, sw);
+    }
+    if (bilinear) {
+        sb_append(&attrs, flip(&g->in) ? ", mode=bilinear" : ", mode=\"bilinear\"");
+        switch (pick(&g->in, 3)) {
+        case 1:
+            sb_append(&attrs, ", align_corners=true");
+            break;
+        case 2:
+            sb_append(&attrs, ", align_corners=false");
+            break;
+        }
+    } else if (flip(&g->in)) {
+        sb_append(&attrs, ", mode=nearest");
+    }
+    bool ok = numel(&s) <= MAX_ELEMS && define(g, &s, a->bound, a->exact && !bilinear,
+                                               "upsample(%s, %s)", a->name, sb_str(&attrs)) >= 0;
+    sb_free(&attrs);
+    return ok;
+}
+
+static bool gen_concat(Gen *g, const Value *a)
+{
+    const Shape *x = &a->shape;
+    if (x->rank == 0)
+        return false;
+    uint32_t axis = pick(&g->in, x->rank);
+    unsigned n = 2 + pick(&g->in, 3);
+    Shape s = *x;
+    StrBuf args = {0};
+    sb_append(&args, a->name);
+    double bound = a->bound;
+    bool exact = a->exact;
+    for (unsigned i = 1; i < n; i++) {
+        const Value *b = NULL;
+        unsigned c = pick(&g->in, 3);
+        if (c == 0) {
+            for (uint32_t j = 0; j < g->nv && !b; j++) {
+                const Shape *y = &g->v[j].shape;
+                bool fits = y->rank == x->rank;
+                for (uint32_t d = 0; fits && d < x->rank; d++)
+                    fits = d == axis || y->dim[d] == x->dim[d];
+                if (fits)
+                    b = &g->v[j];
+            }
+        }
+        if (!b && c == 1) {
+            Shape y = *x;
+            y.dim[axis] = size(g, 3);
+            int j = new_input(g, &y);
+            b = j >= 0 ? &g->v[j] : NULL;
+        }
+        if (!b)
+            b = a;
+        sb_printf(&args, ", %s", b->name);
+        s.dim[axis] += b->shape.dim[axis];
+        bound = fmax(bound, b->bound);
+        exact = exact && b->exact;
+    }
+    bool ok = numel(&s) <= MAX_ELEMS && define(g, &s, bound, exact, "concat(%s, axis=%lld)",
+                                               sb_str(&args), axis_text(g, axis, x->rank)) >= 0;
+    sb_free(&args);
+    return ok;
+}
+
+static bool gen_pool(Gen *g, const Value *a)
+{
+    const Shape *x = &a->shape;
+    if (x->rank != 4)
+        return false;
+    bool avg = flip(&g->in);
+    if (avg && !isfinite(a->bound))
+        return false;
+    int64_t k[2], st[2], pad[2], o[2];
+    bool stride_given = flip(&g->in);
+    for (int i = 0; i < 2; i++) {
+        k[i] = range(&g->in, 1, 3);
+        st[i] = stride_given ? range(&g->in, 1, 3) : k[i];
+        pad[i] = range(&g->in, 0, k[i] / 2);
+        o[i] = window(x->dim[2 + i], k[i], st[i], pad[i], 1);
+        if (o[i] == 0)
+            return false;
+    }
+    Shape s = {4, {x->dim[0], x->dim[1], o[0], o[1]}};
+    StrBuf attrs = {0};
+    if (k[0] == k[1] && flip(&g->in))
+        sb_printf(&attrs, "kernel=%lld", (long long)k[0]);
+    else
+        sb_printf(&attrs, "kernel=[%lld, %lld]", (long long)k[0], (long long)k[1]);
+    if (stride_given)
+        pair_attr(g, &attrs, "stride", st[0], st[1], -1);
+    pair_attr(g, &attrs, "padding", pad[0], pad[1], 0);
+    bool ok = define(g, &s, a->bound, a->exact && !avg, "%s(%s, %s)",
+                     avg ? "avgpool2d" : "maxpool2d", a->name, sb_str(&attrs)) >= 0;
+    sb_free(&attrs);
+    return ok;
+}
+
+static bool gen_layout(Gen *g, const Value *a)
+{
+    const Shape *x = &a->shape;
+    Shape s = {.rank = 0};
+    StrBuf attrs = {0};
+    bool ok = true;
+    switch (pick(&g->in, 4)) {
+    case 0: { /* permute */
+        if (x->rank == 0) {
+            ok = false;
+            break;
+        }
+        uint32_t perm[FUSE_MAX_RANK];
+        for (uint32_t d = 0; d < x->rank; d++)
+            perm[d] = d;
+        for (uint32_t d = x->rank; d-- > 1;) {
+            uint32_t j = pick(&g->in, d + 1), t = perm[d];
+            perm[d] = perm[j];
+            perm[j] = t;
+        }
+        s.rank = x->rank;
+        sb_append(&attrs, "perm=[");
+        for (uint32_t d = 0; d < x->rank; d++) {
+            s.dim[d] = x->dim[perm[d]];
+            sb_printf(&attrs, "%s%lld", d ? ", " : "", axis_text(g, perm[d], x->rank));
+        }
+        sb_append(&attrs, "]");
+        ok = define(g, &s, a->bound, a->exact, "permute(%s, %s)", a->name, sb_str(&attrs)) >= 0;
+        break;
+    }
+    case 1: { /* transpose */
+        if (x->rank == 0) {
+            ok = false;
+            break;
+        }
+        uint32_t i = pick(&g->in, x->rank), j = pick(&g->in, x->rank);
+        s = *x;
+        s.dim[i] = x->dim[j];
+        s.dim[j] = x->dim[i];
+        ok = define(g, &s, a->bound, a->exact, "transpose(%s, dims=[%lld, %lld])", a->name,
+                    axis_text(g, i, x->rank), axis_text(g, j, x->rank)) >= 0;
+        break;
+    }
+    case 2: { /* view: the elements split into up to 5 dims, one maybe written as -1 */
+        int64_t left = numel(x);
+        uint32_t r = 1 + pick(&g->in, 5);
+        for (uint32_t d = 0; d + 1 < r; d++) {
+            int64_t f = 1;
+            for (int64_t c = range(&g->in, 1, left < 6 ? left : 6); c >= 1; c--)
+                if (left % c == 0) {
+                    f = c;
+                    break;
+                }
+            s.dim[s.rank++] = f;
+            left /= f;
+        }
+        s.dim[s.rank++] = left;
+        int infer = pick(&g->in, 3) == 0 ? (int)pick(&g->in, s.rank) : -1;
+        sb_append(&attrs, "shape=[");
+        for (uint32_t d = 0; d < s.rank; d++)
+            sb_printf(&attrs, "%s%lld", d ? ", " : "",
+                      (int)d == infer ? -1LL : (long long)s.dim[d]);
+        sb_append(&attrs, "]");
+        ok = define(g, &s, a->bound, a->exact, "view(%s, %s)", a->name, sb_str(&attrs)) >= 0;
+        break;
+    }
+    default: { /* flatten; torch.flatten of a 0-d tensor is [1] */
+        Shape one = {1, {1}};
+        const Shape *ax = x->rank ? x : &one;
+        uint32_t st = pick(&g->in, ax->rank);
+        uint32_t en = st + pick(&g->in, ax->rank - st);
+        int64_t joined = 1;
+        for (uint32_t d = 0; d < ax->rank; d++) {
+            if (d < st || d > en)
+                s.dim[s.rank++] = ax->dim[d];
+            else
+                joined *= ax->dim[d];
+            if (d == en)
+                s.dim[s.rank++] = joined;
+        }
+        bool deflt = st == 0 && en == ax->rank - 1 && flip(&g->in);
+        if (!deflt)
+            sb_printf(&attrs, ", start=%lld, end=%lld", axis_text(g, st, ax->rank),
+                      axis_text(g, en, ax->rank));
+        ok = define(g, &s, a->bound, a->exact, "flatten(%s%s)", a->name, sb_str(&attrs)) >= 0;
+        break;
+    }
+    }
+    sb_free(&attrs);
+    return ok;
+}
+
+typedef bool (*GenOp)(Gen *g, const Value *a);
+
+static const GenOp gen_ops[] = {
+    gen_unary,   gen_transcendental, gen_binary, gen_binary, gen_scalar,    gen_reduce,
+    gen_softmax, gen_matmul,         gen_linear, gen_conv,   gen_batchnorm, gen_layernorm,
+    gen_mha,     gen_upsample,       gen_concat, gen_pool,   gen_layout,    gen_layout,
+};
+
+/* The graph's text into `out`; the values it returns into outs[0, *nouts). */
+static void generate(Gen *g, uint32_t *outs, uint32_t *nouts, bool in_block)
+{
+    static const uint32_t ranks[] = {1, 2, 3, 4, 4, 4, 2, 5};
+    uint32_t r = ranks[pick(&g->in, countof(ranks))];
+    Shape s0 = random_shape(g, r, 1024);
+    new_input(g, &s0);
+    unsigned nops = 1 + pick(&g->in, MAX_OPS);
+    for (unsigned i = 0; i < nops && g->nv < MAX_VALUES; i++) {
+        uint32_t k = operand(g);
+        Value a = g->v[k];
+        for (int tries = 0; tries < 3; tries++)
+            if (gen_ops[pick(&g->in, countof(gen_ops))](g, &a)) {
+                g->v[k].used = true;
+                break;
+            }
+    }
+    // Outputs: the last value (viewed to [1] if it is a scalar: a type has at least one dim),
+    // then maybe others, repeats and inputs included.
+    uint32_t last = g->nv - 1;
+    if (g->v[last].shape.rank == 0) {
+        Shape one = {1, {1}};
+        const Value *l = &g->v[last];
+        if (define(g, &one, l->bound, l->exact, "view(%s, shape=[1])", l->name) >= 0)
+            last = g->nv - 1;
+        else
+            last = 0;
+    }
+    *nouts = 0;
+    outs[(*nouts)++] = last;
+    unsigned extra = in_block ? 0 : pick(&g->in, MAX_OUTPUTS);
+    for (unsigned i = 0; i < extra; i++) {
+        // A value nothing uses (so that it is checked), else any, inputs and repeats included.
+        uint32_t k = pick(&g->in, g->nv);
+        for (uint32_t j = 0; j < g->nv && !flip(&g->in); j++) {
+            uint32_t c = (k + j) % g->nv;
+            if (!g->v[c].used && c != last) {
+                k = c;
+                break;
+            }
+        }
+        if (g->v[k].shape.rank > 0) {
+            g->v[k].used = true;
+            outs[(*nouts)++] = k;
+        }
+    }
+}
+
+/* Writes the whole file. With `block`, the body is a block the graph calls. */
+static void write_spec(Gen *g, StrBuf *out, const uint32_t *outs, uint32_t nouts, bool block)
+{
+    char t[SHAPE_TEXT];
+    sb_append(out, "fuse 1\n");
+    if (g->named_dims) {
+        sb_append(out, "dim D1 = 1");
+        for (int d = 2; d <= MAX_NAMED_DIM; d++)
+            sb_printf(out, ", D%d = %d", d, d);
+        sb_append(out, "\n");
+    }
+    StrBuf result = {0};
+    if (nouts == 1) {
+        sb_printf(&result, "f32%s", shape_text(&g->v[outs[0]].shape, g->named_dims, t));
+    } else {
+        sb_append(&result, "(");
+        for (uint32_t i = 0; i < nouts; i++)
+            sb_printf(&result, "%so%u: f32%s", i ? ", " : "", i,
+                      shape_text(&g->v[outs[i]].shape, g->named_dims, t));
+        sb_append(&result, ")");
+    }
+    if (block) {
+        // The block's tensor parameters take dims as pattern variables (P<n> binds n).
+        sb_append(out, "block body(");
+        for (uint32_t i = 0, n = 0; i < g->nv; i++) {
+            const Value *v = &g->v[i];
+            if (v->name[0] != 'x')
+                continue;
+            sb_printf(out, "%s%s: f32[", n++ ? ", " : "", v->name);
+            for (uint32_t d = 0; d < v->shape.rank; d++)
+                sb_printf(out, "%sP%lld", d ? ", " : "", (long long)v->shape.dim[d]);
+            sb_append(out, "]");
+        }
+        sb_printf(out, ") -> %s {\n%s    return %s\n}\n", sb_str(&result), sb_str(&g->body),
+                  g->v[outs[0]].name);
+        sb_printf(out, "graph fz(%s) -> %s {\n    return body(", sb_str(&g->params),
+                  sb_str(&result));
+        for (uint32_t i = 0; i < g->ninputs; i++)
+            sb_printf(out, "%sx%u", i ? ", " : "", i);
+        sb_append(out, ") @blk\n}\n");
+    } else {
+        sb_printf(out, "graph fz(%s) -> %s {\n%s    return ", sb_str(&g->params), sb_str(&result),
+                  sb_str(&g->body));
+        for (uint32_t i = 0; i < nouts; i++)
+            sb_printf(out, "%s%s", i ? ", " : "", g->v[outs[i]].name);
+        sb_append(out, "\n}\n");
+    }
+    sb_free(&result);
+}
+
+/* ---- running it ---- */
+
+static float frand(uint64_t *state)
+{
+    *state = *state * 6364136223846793005ull + 1442695040888963407ull;
+    return (float)((double)(*state >> 40) / (double)(1ull << 24)) * 4.0f - 2.0f;
+}
+
+/* Buffers for one graph: inputs and weights filled, outputs for each backend. */
+typedef struct Data {
+    float **ins, **prm, **want, **got, **got2;
+    fuse_rt_weight *weights;
+} Data;
+
+static float *alloc_floats(int64_t n)
+{
+    return xcalloc((size_t)(n > 0 ? n : 1), sizeof(float));
+}
+
+static void data_new(Data *d, const Graph *g)
+{
+    uint64_t rng = 0x5eed;
+    d->ins = xcalloc(g->ninputs + 1, sizeof(float *));
+    d->prm = xcalloc(g->nparams + 1, sizeof(float *));
+    d->want = xcalloc(g->noutputs + 1, sizeof(float *));
+    d->got = xcalloc(g->noutputs + 1, sizeof(float *));
+    d->got2 = xcalloc(g->noutputs + 1, sizeof(float *));
+    d->weights = xcalloc(g->nparams + 1, sizeof(fuse_rt_weight));
+    for (uint32_t i = 0; i < g->ninputs; i++) {
+        int64_t n = shape_numel(&g->inputs[i]->shape);
+        d->ins[i] = alloc_floats(n);
+        for (int64_t j = 0; j < n; j++)
+            d->ins[i][j] = frand(&rng);
+    }
+    for (uint32_t i = 0; i < g->nparams; i++) {
+        const Node *p = g->params[i];
+        d->prm[i] = alloc_floats(shape_numel(&p->shape));
+        weights_fill_random(p, d->prm[i]);
+        d->weights[i] = (fuse_rt_weight){p->attr.param.key, d->prm[i], p->shape.rank, p->shape.dim};
+    }
+    for (uint32_t o = 0; o < g->noutputs; o++) {
+        int64_t n = shape_numel(&g->outputs[o]->shape);
+        d->want[o] = alloc_floats(n);
+        d->got[o] = alloc_floats(n);
+        d->got2[o] = alloc_floats(n);
+    }
+}
+
+static void data_free(Data *d, const Graph *g)
+{
+    for (uint32_t i = 0; i < g->ninputs; i++)
+        free(d->ins[i]);
+    for (uint32_t i = 0; i < g->nparams; i++)
+        free(d->prm[i]);
+    for (uint32_t o = 0; o < g->noutputs; o++) {
+        free(d->want[o]);
+        free(d->got[o]);
+        free(d->got2[o]);
+    }
+    free(d->ins);
+    free(d->prm);
+    free(d->want);
+    free(d->got);
+    free(d->got2);
+    free(d->weights);
+}
+
+static noreturn void bug(const char *spec, const char *what, ...) FUSE_PRINTF(2, 3);
+
+static noreturn void bug(const char *spec, const char *what, ...)
+{
+    fprintf(stderr, "fuzz_graph: ");
+    va_list ap;
+    va_start(ap, what);
+    vfprintf(stderr, what, ap);
+    va_end(ap);
+    fprintf(stderr, "\n---- the spec ----\n%s------------------\n", spec);
+    fflush(stderr);
+    abort();
+}
+
+/* Every output within the tolerance of the interpreter's. */
+static void compare(const Graph *g, float *const *want, float *const *got, const char *backend,
+                    const char *spec)
+{
+    for (uint32_t o = 0; o < g->noutputs; o++) {
+        int64_t n = shape_numel(&g->outputs[o]->shape);
+        double mx = 1.0;
+        for (int64_t j = 0; j < n; j++)
+            if (isfinite(want[o][j]) && fabs(want[o][j]) > mx)
+                mx = fabs(want[o][j]);
+        for (int64_t j = 0; j < n; j++) {
+            float w = want[o][j], r = got[o][j];
+            bool same = (isnan(w) && isnan(r)) || w == r;
+            double e = same ? 0.0 : fabs((double)w - (double)r);
+            if (!(e <= TOLERANCE * mx))
+                bug(spec,
+                    "%s: output %s[%lld] = %.9g, the interpreter says %.9g (error %.3g, allowed "
+                    "%.3g)",
+                    backend, g->output_names[o], (long long)j, (double)r, (double)w, e,
+                    TOLERANCE * mx);
+        }
+    }
+}
+
+/* Creates an instance (on `threads` threads) and runs it into out. */
+static void run_kernel(const fuse_rt_kernel_info *info, const Graph *g, const Data *d,
+                       float *const *out, int threads, const char *backend, const char *spec)
+{
+    char err[FUSE_RT_ERR_MAX] = "";
+    fuse_rt_pool *pool = NULL;
+    if (threads > 1 && fuse_rt_pool_create(threads, &pool, err, sizeof err) != FUSE_RT_OK)
+        bug(spec, "%s: cannot make a pool: %s", backend, err);
+    fuse_rt_kernel *k = NULL;
+    if (info->create(d->weights, g->nparams, pool, &k, err, sizeof err) != FUSE_RT_OK)
+        bug(spec, "%s: create failed: %s", backend, err);
+    if (info->run(k, (const float *const *)d->ins, out, err, sizeof err) != FUSE_RT_OK)
+        bug(spec, "%s: run failed: %s", backend, err);
+    info->destroy(k);
+    fuse_rt_pool_destroy(pool);
+}
+
+#ifdef FUSE_WITH_LLVM
+static void check_jit(Ctx *cx, const LoopProgram *p, const Graph *g, const Data *d, bool threads,
+                      const char *spec)
+{
+    JitOptions opt = {0};
+    Jit *jit = jit_compile(cx, p, &opt);
+    if (!jit)
+        bug(spec, "jit_compile failed");
+    const fuse_rt_kernel_info *info = jit_kernel_info(jit);
+    run_kernel(info, g, d, d->got, 1, "jit", spec);
+    compare(g, d->want, d->got, "jit", spec);
+    if (threads) {
+        run_kernel(info, g, d, d->got2, 2, "jit on 2 threads", spec);
+        for (uint32_t o = 0; o < g->noutputs; o++) {
+            size_t n = (size_t)shape_numel(&g->outputs[o]->shape);
+            if (memcmp(d->got[o], d->got2[o], n * sizeof(float)) != 0)
+                bug(spec, "jit: output %s differs between 1 and 2 threads", g->output_names[o]);
+        }
+    }
+    jit_free(jit);
+}
+#endif
+
+static void check_c(Ctx *cx, const LoopProgram *p, const Graph *g, const Data *d, bool threads,
+                    const char *spec)
+{
+    CKernel k;
+    if (!backend_c_load(cx, p, true, &k))
+        bug(spec, "backend_c_load failed");
+    run_kernel(k.info, g, d, d->got, threads ? 2 : 1, "c", spec);
+    compare(g, d->want, d->got, "c", spec);
+    backend_c_unload(&k);
+}
+
+/* Flags of byte 0. */
+enum {
+    F_LANES = 3,        /* vector lanes: 4, 8, 16, or 8 without the graph passes */
+    F_THREADS = 1 << 2, /* also run on two threads */
+    F_BLOCK = 1 << 3,   /* the body in a block */
+    F_NAMED = 1 << 4,   /* dims written as names */
+    F_C = 15 << 4,      /* all four set (named dims too): run the C backend, 1 input in 16 */
+};
+
+/* The JIT allocates heavily: ASan's default 256 MiB quarantine of freed memory makes every
+ * allocation touch fresh pages, which costs more than the compilation itself. */
+const char *__asan_default_options(void);
+const char *__asan_default_options(void)
+{
+    return "quarantine_size_mb=16:max_malloc_fill_size=0";
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const uint32_t lanes[] = {4, 8, 16, 8};
+    unsigned flags = size ? data[0] : 0;
+    Gen g = {.in = {data + (size ? 1 : 0), size ? size - 1 : 0},
+             .named_dims = (flags & F_NAMED) != 0};
+    uint32_t outs[MAX_OUTPUTS + 1], nouts;
+    StrBuf spec = {0};
+    bool block = (flags & F_BLOCK) != 0;
+    generate(&g, outs, &nouts, block);
+    write_spec(&g, &spec, outs, nouts, block && nouts == 1);
+    sb_free(&g.params);
+    sb_free(&g.body);
+    if (getenv("FUSE_FUZZ_PRINT")) /* to see what a corpus holds */
+        fprintf(stderr, "%s", sb_str(&spec));
+
+    // Diagnostics are collected, to be shown if the front end rejects the graph.
+    char *diag_text = NULL;
+    size_t diag_len = 0;
+    FILE *diag_out = open_memstream(&diag_text, &diag_len);
+    FUZZ_CHECK(diag_out != NULL);
+    Source *src = source_new("fuzz_graph.fuse", spec.data, spec.len);
+    Diag diag;
+    diag_init(&diag, src, diag_out);
+    Ctx cx;
+    ctx_init(&cx, src, &diag);
+    cx.verify_each = true;
+    Ast *ast = parse_source(src, cx.ast_arena, &diag);
+    Graph *graph = ast && sema_check(&cx, ast) ? build_graph(&cx, ast) : NULL;
+    fflush(diag_out);
+    if (!graph)
+        bug(sb_str(&spec), "the front end rejected a generated graph (a generator bug):\n%s",
+            diag_text ? diag_text : "");
+    if (!graph_verify(graph, stderr))
+        bug(sb_str(&spec), "graph_verify failed");
+
+    Data d;
+    data_new(&d, graph);
+    char err[256];
+    if (!interp_run(graph, (const float *const *)d.prm, (const float *const *)d.ins, d.want, err,
+                    sizeof err))
+        bug(sb_str(&spec), "interp_run failed: %s", err);
+    LoopProgram *p;
+    if ((flags & F_LANES) == 3) {
+        p = schedule_graph(&cx, graph, lanes[flags & F_LANES]);
+        if (p && !loop_verify(p, stderr))
+            bug(sb_str(&spec), "loop_verify failed");
+    } else {
+        KernelOptions ko = {.backend = BACKEND_JIT, .vector_lanes = lanes[flags & F_LANES]};
+        p = driver_lower(&cx, graph, &ko); /* panics if loop_verify fails */
+    }
+    if (!p)
+        bug(sb_str(&spec), "lowering failed");
+#ifdef FUSE_WITH_LLVM
+    check_jit(&cx, p, graph, &d, (flags & F_THREADS) != 0, sb_str(&spec));
+#endif
+    if ((flags & F_C) == F_C)
+        check_c(&cx, p, graph, &d, (flags & F_THREADS) != 0, sb_str(&spec));
+
+    data_free(&d, graph);
+    ctx_free(&cx);
+    fclose(diag_out);
+    free(diag_text);
+    source_free(src);
+    sb_free(&spec);
+    return 0;
+}
