@@ -10,7 +10,9 @@
  * so (it spawns a C compiler), through the C backend with bounds checks. Every output must match
  * the interpreter's within the conformance tolerance,
  *     max |got - want| <= 1e-4 * max(1, max |want|)   (NaN matches NaN),
- * and a JIT kernel on two threads must match one thread bit for bit.
+ * and a JIT kernel on two threads must match one thread bit for bit. The fusion plan of the
+ * scheduled graph and the program's run kernels are checked against the fusion rules (see
+ * check_fusion_rules): legal groups, no fusion missed, one group per kernel.
  *
  * The generator knows the shape rules, so a graph the front end rejects is a generator bug, and
  * aborts like a mismatch. It also tracks a bound on every value's magnitude and whether it is
@@ -1212,6 +1214,192 @@ static void check_c(Ctx *cx, const LoopProgram *p, const Graph *g, const Data *d
     backend_c_unload(&k);
 }
 
+/* ---- the fusion rules (schedule.h), checked on the plan and the kernels of a program ----
+ *
+ * The planner's groups are checked against the rules written from op classes alone, apart from
+ * the planner's own code:
+ *   legal     a group holds at most one contraction; an op that reads its operands from memory
+ *             (softmax, norms but batchnorm, pools, concat, attention) is alone in its group; a
+ *             group stores at most one value besides its reductions' results (the others are
+ *             computed in its loops, so all their uses are in the group); whatever depends only
+ *             on weights is computed at create time, and nothing else is;
+ *   maximal   an elementwise value whose every use is an elementwise op of its own shape in
+ *             one other group is computed in that group (it is never stored); a contraction
+ *             whose every use is in one group of elementwise ops all of its shape is that
+ *             group's anchor (its epilogue);
+ *   kernels   every run kernel belongs to one group (named k<root>_...) or copies an output,
+ *             and every group runs at least one kernel: the count in --dump=loops is the
+ *             number of groups plus their extra passes plus the output copies. */
+
+static bool rule_elementwise(const Node *n)
+{
+    OpClass c = op_info[n->kind].cls;
+    return c == OPC_UNARY || c == OPC_BINARY || n->kind == OP_BATCHNORM;
+}
+
+static bool rule_inline_capable(const Node *n) /* computed at any point of a loop nest */
+{
+    return rule_elementwise(n) || n->kind == OP_UPSAMPLE || n->kind == OP_PERMUTE ||
+           n->kind == OP_SLICE;
+}
+
+static const Node *below_views(const Node *n)
+{
+    while (n->kind == OP_VIEW)
+        n = n->inputs[0];
+    return n;
+}
+
+/* The root id a kernel's name gives ("k12_conv2d_relu" -> 12), or -1 for an output copy
+ * ("k_out0_copy"). */
+static int64_t kernel_root(const char *name, const char *spec)
+{
+    if (strncmp(name, "k_out", 5) == 0)
+        return -1;
+    char *end = NULL;
+    long long id = name[0] == 'k' ? strtoll(name + 1, &end, 10) : -1;
+    if (id < 0 || !end || *end != '_')
+        bug(spec, "run kernel %s is named after no node", name);
+    return id;
+}
+
+static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, const char *spec)
+{
+    const FusionPlan *fp = schedule_plan(cx, g);
+    uint32_t n = g->nnodes, ng = fp->ngroups;
+    FUZZ_CHECK(fp->nnodes == n);
+    bool *live = calloc(n + 1, sizeof *live), *konst = calloc(n + 1, sizeof *konst);
+    bool *stored = calloc(n + 1, sizeof *stored), *side = calloc(n + 1, sizeof *side);
+    uint32_t *nuses = calloc(n + 1, sizeof *nuses);
+    int32_t *use_group = calloc(n + 1, sizeof *use_group); /* the one group using it, or -2 */
+    bool *uses_ok = calloc(n + 1, sizeof *uses_ok);        /* every use elementwise, same shape */
+    uint32_t *members = calloc(ng + 1, sizeof *members), *contractions = calloc(ng + 1, 4);
+    uint32_t *stores = calloc(ng + 1, sizeof *stores), *kernels = calloc(ng + 1, 4);
+    bool *pure = calloc(ng + 1, sizeof *pure); /* only elementwise members of one shape */
+    const Shape **shape_of = calloc(ng + 1, sizeof *shape_of); /* of its first member */
+    int64_t *root_of = calloc(ng + 1, sizeof *root_of);
+    FUZZ_CHECK(live && konst && stored && side && nuses && use_group && uses_ok && members &&
+               contractions && stores && kernels && pure && shape_of && root_of);
+    for (uint32_t o = 0; o < g->noutputs; o++) {
+        live[g->outputs[o]->id] = true;
+        stored[below_views(g->outputs[o])->id] = true;
+    }
+    for (uint32_t i = n; i-- > 0;)
+        if (live[i])
+            for (uint32_t k = 0; k < g->nodes[i]->ninputs; k++)
+                live[g->nodes[i]->inputs[k]->id] = true;
+    for (uint32_t i = 0; i < n; i++) {
+        use_group[i] = -1;
+        uses_ok[i] = true;
+    }
+    for (uint32_t gi = 0; gi < ng; gi++) {
+        pure[gi] = true;
+        root_of[gi] = -1;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const Node *m = g->nodes[i];
+        OpClass c = op_info[m->kind].cls;
+        if (c == OPC_SOURCE) {
+            konst[i] = m->kind != OP_INPUT;
+            FUZZ_CHECK(fp->group_of[i] == -1);
+            continue;
+        }
+        konst[i] = true;
+        for (uint32_t k = 0; k < m->ninputs; k++)
+            konst[i] = konst[i] && konst[m->inputs[k]->id];
+        if (!live[i])
+            continue;
+        if (fp->prepared[i] != konst[i])
+            bug(spec, "fusion rules: %s %%%u %s at create time", op_info[m->kind].name, i,
+                konst[i] ? "depends only on weights but is not computed" : "is computed");
+        int32_t gi = fp->group_of[i];
+        if (konst[i] || m->kind == OP_VIEW) {
+            if (gi != -1)
+                bug(spec, "fusion rules: %s %%%u is in a run kernel", op_info[m->kind].name, i);
+            continue;
+        }
+        if (gi < 0) {
+            if (m->kind != OP_CONCAT) /* a concat whose inputs write its slices runs nothing */
+                bug(spec, "fusion rules: %s %%%u is computed by no group", op_info[m->kind].name,
+                    i);
+            for (uint32_t k = 0; k < m->ninputs; k++)
+                stored[below_views(m->inputs[k])->id] = true;
+            continue;
+        }
+        FUZZ_CHECK((uint32_t)gi < ng);
+        members[gi]++;
+        contractions[gi] += c == OPC_CONTRACT;
+        if (!shape_of[gi])
+            shape_of[gi] = &m->shape;
+        pure[gi] = pure[gi] && rule_elementwise(m) && shape_equal(shape_of[gi], &m->shape);
+        for (uint32_t k = 0; k < m->ninputs; k++) {
+            const Node *in = m->inputs[k], *q = below_views(in);
+            uint32_t qi = q->id;
+            nuses[qi]++;
+            use_group[qi] = use_group[qi] == -1 || use_group[qi] == gi ? gi : -2;
+            uses_ok[qi] =
+                uses_ok[qi] && in == q && rule_elementwise(m) && shape_equal(&m->shape, &q->shape);
+            if (fp->group_of[qi] >= 0 && fp->group_of[qi] != gi)
+                stored[qi] = true;
+        }
+        if (op_info[m->kind].cls == OPC_REDUCE && fp->group_of[below_views(m->inputs[0])->id] == gi)
+            side[i] = true;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const Node *m = g->nodes[i];
+        int32_t gi = fp->group_of[i];
+        if (gi < 0)
+            continue;
+        const char *op = op_info[m->kind].name;
+        if (!rule_inline_capable(m) && op_info[m->kind].cls != OPC_CONTRACT &&
+            op_info[m->kind].cls != OPC_REDUCE && members[gi] != 1)
+            bug(spec, "fusion rules: %s %%%u shares group %s", op, i, fp->group_name[gi]);
+        if (stored[i] && !side[i] && ++stores[gi] > 1)
+            bug(spec, "fusion rules: group %s stores two values", fp->group_name[gi]);
+        if (stored[i] && !side[i])
+            root_of[gi] = i;
+        /* maximal: an elementwise value read only by elementwise ops of its shape in one
+         * other group */
+        int32_t ug = use_group[i];
+        bool output = false;
+        for (uint32_t o = 0; o < g->noutputs; o++)
+            output = output || below_views(g->outputs[o]) == m;
+        if (output || nuses[i] == 0 || ug < 0 || ug == gi || !uses_ok[i])
+            continue;
+        if (rule_elementwise(m))
+            bug(spec, "fusion rules: %s %%%u is stored, but group %s could compute it", op, i,
+                fp->group_name[ug]);
+        if (op_info[m->kind].cls == OPC_CONTRACT && pure[ug] && contractions[ug] == 0 &&
+            shape_equal(shape_of[ug], &m->shape))
+            bug(spec, "fusion rules: %s %%%u is stored, but could be group %s's anchor", op, i,
+                fp->group_name[ug]);
+    }
+    for (uint32_t gi = 0; gi < ng; gi++)
+        if (contractions[gi] > 1)
+            bug(spec, "fusion rules: group %s holds %u contractions", fp->group_name[gi],
+                contractions[gi]);
+    uint32_t copies = 0;
+    for (uint32_t k = 0; k < p->nkernels; k++) {
+        int64_t root = kernel_root(p->kernels[k]->name, spec);
+        if (root < 0) {
+            copies++;
+            continue;
+        }
+        int64_t gi = root < n ? fp->group_of[root] : -1;
+        if (gi < 0 || (root_of[gi] >= 0 && root_of[gi] != root && !side[root]))
+            bug(spec, "run kernel %s belongs to no group", p->kernels[k]->name);
+        kernels[gi]++;
+    }
+    if (copies > g->noutputs)
+        bug(spec, "%u output copies for %u outputs", copies, g->noutputs);
+    for (uint32_t gi = 0; gi < ng; gi++)
+        if (kernels[gi] == 0)
+            bug(spec, "group %s runs no kernel", fp->group_name[gi]);
+    free(live), free(konst), free(stored), free(side), free(nuses), free(use_group);
+    free(uses_ok), free(members), free(contractions), free(stores), free(kernels), free(pure);
+    free(shape_of), free(root_of);
+}
+
 /* Flags of byte 0. */
 enum {
     F_LANES = 3,        /* vector lanes: 4, 8, 16, or 8 without the graph passes */
@@ -1272,16 +1460,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                     sizeof err))
         bug(sb_str(&spec), "interp_run failed: %s", err);
     LoopProgram *p;
+    const Graph *scheduled = graph;
     if ((flags & F_LANES) == 3) {
         p = schedule_graph(&cx, graph, lanes[flags & F_LANES]);
         if (p && !loop_verify(p, stderr))
             bug(sb_str(&spec), "loop_verify failed");
     } else {
         KernelOptions ko = {.backend = BACKEND_JIT, .vector_lanes = lanes[flags & F_LANES]};
-        p = driver_lower(&cx, graph, &ko); /* panics if loop_verify fails */
+        p = driver_lower(&cx, graph, &ko);            /* panics if loop_verify fails */
+        scheduled = driver_optimize(&cx, graph, &ko); /* the same passes again: the same graph */
     }
     if (!p)
         bug(sb_str(&spec), "lowering failed");
+    check_fusion_rules(&cx, scheduled, p, sb_str(&spec));
 #ifdef FUSE_WITH_LLVM
     check_jit(&cx, p, graph, &d, (flags & F_THREADS) != 0, sb_str(&spec));
 #endif

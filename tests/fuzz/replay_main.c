@@ -1,9 +1,10 @@
 /*
  * replay_main: runs a harness without libFuzzer. Every argument is a file or a directory; each
  * file, and each regular file of each directory (in name order, dot files skipped), is read
- * and passed to LLVMFuzzerTestOneInput once. A harness that finds a bug aborts, so the exit
- * status says whether every input still passes. An empty or missing directory is an error, so
- * that a moved corpus cannot make the test pass vacuously.
+ * and passed to LLVMFuzzerTestOneInput once (or, with --random N, N pseudo-random inputs). A
+ * harness that finds a bug aborts, so the exit status says whether every input still passes. An
+ * empty or missing directory is an error, so that a moved corpus cannot make the test pass
+ * vacuously.
  */
 #include "fuzz.h"
 
@@ -65,6 +66,32 @@ static int run_file(const char *path)
     return 0;
 }
 
+/* `--random N`: N inputs of 1 to 256 bytes from a fixed pseudo-random sequence (input i is the
+ * same in every run), beyond what a corpus holds: how the random-graph test runs fuzz_graph in
+ * every build. */
+static int run_random(unsigned count)
+{
+    uint64_t state = 0x9e3779b97f4a7c15u;
+    uint8_t buf[256];
+    for (unsigned i = 0; i < count; i++) {
+        state = state * 6364136223846793005u + 1442695040888963407u;
+        size_t size = 1 + (size_t)(state >> 33) % sizeof buf;
+        for (size_t b = 0; b < size; b++) {
+            state = state * 6364136223846793005u + 1442695040888963407u;
+            buf[b] = (uint8_t)(state >> 56);
+        }
+        fprintf(stderr, "replay: random input %u (%zu bytes)\n", i, size);
+        uint8_t *exact = malloc(size); /* exact size: ASan catches a read past the input */
+        if (!exact)
+            return 1;
+        memcpy(exact, buf, size);
+        LLVMFuzzerTestOneInput(exact, size);
+        free(exact);
+    }
+    fprintf(stderr, "replay: %u random inputs passed\n", count);
+    return 0;
+}
+
 static int skip_dot(const struct dirent *e)
 {
     return e->d_name[0] != '.';
@@ -96,8 +123,17 @@ static int run_dir(const char *dir, unsigned *count)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: %s CORPUS_DIR_OR_FILE...\n", argv[0]);
+        fprintf(stderr, "usage: %s CORPUS_DIR_OR_FILE... | --random N\n", argv[0]);
         return 2;
+    }
+    if (strcmp(argv[1], "--random") == 0) {
+        char *end = NULL;
+        unsigned long n = argc == 3 ? strtoul(argv[2], &end, 10) : 0;
+        if (!end || *end || n == 0 || n > 1000000) {
+            fprintf(stderr, "usage: %s --random N (1 <= N <= 1000000)\n", argv[0]);
+            return 2;
+        }
+        return run_random((unsigned)n);
     }
     for (int i = 1; i < argc; i++) {
         struct stat sb;
