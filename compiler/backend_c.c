@@ -7,14 +7,17 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "diag.h"
 #include "emit_c.h"
+#include "outfile.h"
 #include "util.h"
 
 uint32_t backend_c_host_vector_lanes(void)
@@ -29,60 +32,28 @@ uint32_t backend_c_host_vector_lanes(void)
     return 4;
 }
 
-/* Writes data to path through a temporary file in the same directory and a rename. */
-static bool write_file(Ctx *cx, const char *path, const char *data, size_t len)
+void backend_c_rt_header_path(const char *h_path, StrBuf *out)
 {
-    StrBuf tmp = {0};
-    sb_printf(&tmp, "%s.tmpXXXXXX", path);
-    int fd = mkstemp(tmp.data);
-    if (fd < 0) {
-        diag_report_file(cx->diag, DIAG_ERROR, path, "cannot create: %s", strerror(errno));
-        sb_free(&tmp);
-        return false;
-    }
-    FILE *f = fdopen(fd, "wb");
-    bool ok = f && fwrite(data, 1, len, f) == len;
-    ok = (f ? fclose(f) == 0 : (close(fd), false)) && ok;
-    if (ok && rename(tmp.data, path) != 0)
-        ok = false;
-    if (!ok) {
-        diag_report_file(cx->diag, DIAG_ERROR, path, "cannot write: %s", strerror(errno));
-        unlink(tmp.data);
-    }
-    sb_free(&tmp);
-    return ok;
-}
-
-/* The folder part of a path ("." when it has none), into sb. */
-static void dirname_of(const char *path, StrBuf *sb)
-{
-    const char *slash = strrchr(path, '/');
-    if (!slash)
-        sb_append(sb, ".");
-    else if (slash == path)
-        sb_append(sb, "/");
-    else
-        sb_append_n(sb, path, (size_t)(slash - path));
-}
-
-static const char *basename_of(const char *path)
-{
-    const char *slash = strrchr(path, '/');
-    return slash ? slash + 1 : path;
+    outfile_dirname(h_path, out);
+    sb_append(out, "/fuse_rt.h");
 }
 
 bool backend_c_write(Ctx *cx, const LoopProgram *p, const char *c_path, const char *h_path,
                      bool bounds_checks)
 {
     StrBuf source = {0}, header = {0}, rt_path = {0};
-    EmitCOptions opt = {.header_name = basename_of(h_path), .bounds_checks = bounds_checks};
+    EmitCOptions opt = {.header_name = outfile_basename(h_path), .bounds_checks = bounds_checks};
     emit_c_program(p, &opt, &source, &header);
-    dirname_of(h_path, &rt_path);
-    sb_append(&rt_path, "/fuse_rt.h");
-    bool ok =
-        write_file(cx, c_path, sb_str(&source), source.len) &&
-        write_file(cx, h_path, sb_str(&header), header.len) &&
-        write_file(cx, sb_str(&rt_path), fuse_rt_header_text, (size_t)fuse_rt_header_text_size);
+    backend_c_rt_header_path(h_path, &rt_path);
+    OutputFiles set = {0};
+    bool ok = outfile_write(&set, cx->diag, c_path, sb_str(&source), source.len) &&
+              outfile_write(&set, cx->diag, h_path, sb_str(&header), header.len) &&
+              outfile_write(&set, cx->diag, sb_str(&rt_path), fuse_rt_header_text,
+                            (size_t)fuse_rt_header_text_size);
+    if (ok)
+        ok = outfile_commit(&set, cx->diag);
+    else
+        outfile_abort(&set);
     sb_free(&source);
     sb_free(&header);
     sb_free(&rt_path);

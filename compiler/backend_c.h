@@ -9,8 +9,10 @@
 #include <stdbool.h>
 
 #include "ctx.h"
+#include "diag.h"
 #include "fuse_rt.h"
 #include "loop.h"
+#include "util.h"
 
 /* A compiled and loaded kernel. */
 typedef struct CKernel {
@@ -19,11 +21,15 @@ typedef struct CKernel {
     const fuse_rt_kernel_info *info; /* inside the loaded object */
 } CKernel;
 
-/* Writes `<c_path>`, `<h_path>` and fuse_rt.h beside the header. Each file is written to a
- * temporary name and renamed, so a failure leaves nothing half-written. Reports failures to
+/* Writes `<c_path>`, `<h_path>` and fuse_rt.h beside the header, all or nothing (an
+ * OutputFiles set, outfile.h): a failure leaves no file written, half-written or replaced.
+ * Requires: the three paths name three different files (outfile_same_file). Reports failures to
  * cx->diag. */
 bool backend_c_write(Ctx *cx, const LoopProgram *p, const char *c_path, const char *h_path,
                      bool bounds_checks);
+
+/* The path of the runtime header backend_c_write writes beside h_path, appended to out. */
+void backend_c_rt_header_path(const char *h_path, StrBuf *out);
 
 /* Emits, compiles (`$CC` or cc, -O3 -march=native, no fast-math) and loads p. A compiler
  * failure is an internal error, and the generated files are kept for inspection (the message

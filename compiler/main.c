@@ -30,6 +30,7 @@
 #include "graph.h"
 #include "interp.h"
 #include "loop.h"
+#include "outfile.h"
 #include "passes.h"
 #include "schedule.h"
 #include "source.h"
@@ -67,7 +68,9 @@ typedef struct Options {
     const char *backend_name; /* as given, or the default */
     const char *dump;         /* tokens | ast | graph */
     const char *out_path;
-    const char *header_path;
+    const char *header_path; /* emit-c: as given, or header_default */
+    StrBuf header_default;   /* emit-c without --header: OUT.c's stem with .h */
+    StrBuf rt_header;        /* emit-c: fuse_rt.h, beside the header */
     long threads;
     long runs;
     bool json;
@@ -172,7 +175,8 @@ static int parse_dims(Options *opt, char *text)
     return EXIT_OK;
 }
 
-static void add_io(IoArg **list, size_t *n, const char *text)
+/* Adds an --input or --output argument. Returns an exit status. */
+static int add_io(const char *option, IoArg **list, size_t *n, const char *text)
 {
     *list = xrealloc(*list, (*n + 1) * sizeof(IoArg));
     IoArg *a = &(*list)[(*n)++];
@@ -187,6 +191,9 @@ static void add_io(IoArg **list, size_t *n, const char *text)
         a->name = NULL;
         a->path = text;
     }
+    if (a->path[0] == '\0')
+        return usage_error("%s %s needs a file name", option, text[0] ? text : "''");
+    return EXIT_OK;
 }
 
 static void options_free(Options *opt)
@@ -198,6 +205,8 @@ static void options_free(Options *opt)
         free((void *)(uintptr_t)opt->outputs[i].name);
     free(opt->inputs);
     free(opt->outputs);
+    sb_free(&opt->header_default);
+    sb_free(&opt->rt_header);
 }
 
 static int parse_long(const char *opt, const char *text, long min, long *out)
@@ -247,6 +256,54 @@ static int check_dump_after(const Options *opt)
     passes_list_names(stderr, ", ");
     fputs("\nTry 'fusec --help'.\n", stderr);
     return EXIT_USAGE;
+}
+
+/* Sets *path to the value of an option that names a file (-o, --header). Returns an exit
+ * status: an empty value is a usage error. */
+static int file_name(const char *option, const char *value, const char **path)
+{
+    if (value[0] == '\0')
+        return usage_error("%s '' needs a file name", option);
+    *path = value;
+    return EXIT_OK;
+}
+
+/* The files a command writes must be different files (outfile_same_file): two outputs
+ * given one path, or emit-c's -o naming its own header, is a usage error. emit-c's header
+ * path (given or derived from -o) and its fuse_rt.h path are set here. */
+static int check_output_args(Options *opt)
+{
+    for (size_t i = 0; i < opt->noutputs; i++)
+        for (size_t j = 0; j < i; j++)
+            if (outfile_same_file(opt->outputs[i].path, opt->outputs[j].path)) {
+                if (strcmp(opt->outputs[i].path, opt->outputs[j].path) == 0)
+                    return usage_error("--output %s given twice", opt->outputs[i].path);
+                return usage_error("--output %s and %s are one file, given twice",
+                                   opt->outputs[j].path, opt->outputs[i].path);
+            }
+    if (opt->cmd != CMD_EMIT_C)
+        return EXIT_OK;
+    if (!opt->header_path) {
+        const char *c = opt->out_path;
+        const char *dot = strrchr(c, '.'), *slash = strrchr(c, '/');
+        size_t stem = dot && (!slash || dot > slash) ? (size_t)(dot - c) : strlen(c);
+        sb_append_n(&opt->header_default, c, stem);
+        sb_append(&opt->header_default, ".h");
+        opt->header_path = opt->header_default.data;
+    }
+    backend_c_rt_header_path(opt->header_path, &opt->rt_header);
+    const char *rt = sb_str(&opt->rt_header);
+    if (outfile_same_file(opt->out_path, rt))
+        return usage_error("-o %s: the runtime header %s would be written over it", opt->out_path,
+                           rt);
+    if (outfile_same_file(opt->out_path, opt->header_path))
+        return usage_error("-o %s: the header %s would be written over it; give --header "
+                           "another path",
+                           opt->out_path, opt->header_path);
+    if (outfile_same_file(opt->header_path, rt))
+        return usage_error("--header %s: the runtime header %s would be written over it",
+                           opt->header_path, rt);
+    return EXIT_OK;
 }
 
 static int parse_args(int argc, char **argv, Options *opt)
@@ -330,9 +387,9 @@ static int parse_args(int argc, char **argv, Options *opt)
         else if (strcmp(name, "--prefix") == 0)
             opt->prefix = value;
         else if (strcmp(name, "--input") == 0)
-            add_io(&opt->inputs, &opt->ninputs, value);
+            status = add_io(name, &opt->inputs, &opt->ninputs, value);
         else if (strcmp(name, "--output") == 0)
-            add_io(&opt->outputs, &opt->noutputs, value);
+            status = add_io(name, &opt->outputs, &opt->noutputs, value);
         else if (strcmp(name, "--backend") == 0)
             opt->backend_name = value;
         else if (strcmp(name, "--threads") == 0)
@@ -344,7 +401,7 @@ static int parse_args(int argc, char **argv, Options *opt)
         else if (strcmp(name, "--dump-after") == 0)
             opt->kernel.passes.dump_after = value;
         else if (strcmp(name, "--header") == 0)
-            opt->header_path = value;
+            status = file_name(name, value, &opt->header_path);
         else if (strcmp(name, "--vector-width") == 0)
             status = parse_long("--vector-width", value, 1, &opt->vector_width);
 #ifdef FUSE_WITH_LLVM
@@ -354,7 +411,7 @@ static int parse_args(int argc, char **argv, Options *opt)
             opt->kernel.features = value;
 #endif
         else
-            opt->out_path = value;
+            status = file_name(name, value, &opt->out_path);
         if (status != EXIT_OK)
             return status;
     }
@@ -392,7 +449,7 @@ static int parse_args(int argc, char **argv, Options *opt)
         return usage_error("--input, --output and --random-inputs belong to 'fusec run'");
     if (opt->random_inputs && opt->ninputs)
         return usage_error("--random-inputs and --input exclude each other");
-    return EXIT_OK;
+    return check_output_args(opt);
 }
 
 /* The front end: parse, sema, build, or a --dump of tokens or the AST on the way. Returns the
@@ -543,27 +600,35 @@ static int read_inputs(Ctx *cx, const Graph *g, const IoArg *const *slots, float
     return EXIT_OK;
 }
 
-/* Writes the requested outputs; on failure removes the ones already written, so that a failed
- * run leaves no output behind. */
+/* Writes the requested outputs all or nothing (an OutputFiles set): a failed run leaves every
+ * file as it was. */
 static int write_outputs(Ctx *cx, const Graph *g, const IoArg *const *slots, float *const *data)
 {
+    OutputFiles set = {0};
     char err[FUSE_RT_ERR_MAX];
     for (uint32_t i = 0; i < g->noutputs; i++) {
         if (!slots[i])
             continue;
+        const char *path = slots[i]->path;
+        const char *tmp = outfile_temp(&set, cx->diag, path);
         const Shape *s = &g->outputs[i]->shape;
-        if (fuse_rt_npy_write(slots[i]->path, data[i], s->rank, s->dim, err, sizeof err)) {
-            diag_report_runtime(cx->diag, DIAG_ERROR, slots[i]->path, err);
-            for (uint32_t j = 0; j < i; j++)
-                if (slots[j])
-                    unlink(slots[j]->path);
+        if (tmp && fuse_rt_npy_write(tmp, data[i], s->rank, s->dim, err, sizeof err)) {
+            // The runtime names the temporary; the user knows the output.
+            const char *msg = err;
+            size_t n = strlen(tmp);
+            if (strncmp(msg, tmp, n) == 0 && msg[n] == ':' && msg[n + 1] == ' ')
+                msg += n + 2;
+            diag_report_file(cx->diag, DIAG_ERROR, path, "%s", msg);
+            tmp = NULL;
+        }
+        if (!tmp) {
+            outfile_abort(&set);
             return EXIT_INPUT;
         }
     }
-    return EXIT_OK;
+    return outfile_commit(&set, cx->diag) ? EXIT_OK : EXIT_INPUT;
 }
 
-/* Weights: from the file, or deterministic random values (with a warning). */
 /* The host side of one execution: weights (bound from the file or generated), the table
  * create() takes, inputs and outputs. */
 typedef struct HostTensors {
@@ -720,10 +785,25 @@ static int execute_compiled(Ctx *cx, const Graph *g, const Options *opt, const H
     return rc == FUSE_RT_OK ? EXIT_OK : EXIT_INPUT;
 }
 
+/* Binds every weight of g to the file at path, as `run` would, and lets it go. Returns an exit
+ * status (the problems reported). */
+static int verify_weights(Ctx *cx, const Graph *g, const char *path)
+{
+    const float **data = xcalloc(g->nparams + 1, sizeof(float *));
+    fuse_rt_safetensors *file = weights_bind_file(cx, g, path, data);
+    free(data);
+    if (!file)
+        return EXIT_INPUT;
+    fuse_rt_safetensors_close(file);
+    return EXIT_OK;
+}
+
 #ifdef FUSE_WITH_LLVM
 /* emit-llvm: the optimized module as LLVM assembly in -o OUT.ll. */
 static int emit_llvm(Ctx *cx, const Graph *g, const Options *opt)
 {
+    if (opt->weights && verify_weights(cx, g, opt->weights) != EXIT_OK)
+        return EXIT_INPUT;
     LoopProgram *p = driver_lower(cx, g, &opt->kernel);
     JitOptions target = {.cpu = opt->kernel.cpu, .features = opt->kernel.features};
     StrBuf text = {0};
@@ -731,12 +811,12 @@ static int emit_llvm(Ctx *cx, const Graph *g, const Options *opt)
         sb_free(&text);
         return EXIT_INPUT;
     }
-    FILE *f = fopen(opt->out_path, "wb");
-    bool ok = f && fwrite(text.data, 1, text.len, f) == text.len;
-    if (f && fclose(f) != 0)
-        ok = false;
-    if (!ok)
-        fprintf(stderr, "fusec: error: cannot write '%s': %s\n", opt->out_path, strerror(errno));
+    OutputFiles set = {0};
+    bool ok = outfile_write(&set, cx->diag, opt->out_path, sb_str(&text), text.len);
+    if (ok)
+        ok = outfile_commit(&set, cx->diag);
+    else
+        outfile_abort(&set);
     sb_free(&text);
     return ok ? EXIT_OK : EXIT_INPUT;
 }
@@ -760,26 +840,16 @@ static int execute(Ctx *cx, const Graph *g, const Options *opt, const HostTensor
     return EXIT_OK;
 }
 
-/* emit-c: the kernel's C source and header (default: OUT.c with .h), and fuse_rt.h beside
- * the header. */
+/* emit-c: the kernel's C source and header (default: OUT.c with .h, set by
+ * check_output_args), and fuse_rt.h beside the header. */
 static int emit_c(Ctx *cx, const Graph *g, const Options *opt)
 {
+    if (opt->weights && verify_weights(cx, g, opt->weights) != EXIT_OK)
+        return EXIT_INPUT;
     LoopProgram *p = driver_lower(cx, g, &opt->kernel);
     if (!p)
         return EXIT_INPUT;
-    StrBuf header = {0};
-    if (opt->header_path) {
-        sb_append(&header, opt->header_path);
-    } else {
-        const char *dot = strrchr(opt->out_path, '.');
-        const char *slash = strrchr(opt->out_path, '/');
-        size_t stem =
-            dot && (!slash || dot > slash) ? (size_t)(dot - opt->out_path) : strlen(opt->out_path);
-        sb_append_n(&header, opt->out_path, stem);
-        sb_append(&header, ".h");
-    }
-    bool ok = backend_c_write(cx, p, opt->out_path, header.data, opt->kernel.bounds_checks);
-    sb_free(&header);
+    bool ok = backend_c_write(cx, p, opt->out_path, opt->header_path, opt->kernel.bounds_checks);
     return ok ? EXIT_OK : EXIT_INPUT;
 }
 
@@ -914,12 +984,8 @@ static int run_graph(Ctx *cx, const Graph *g, const Options *opt)
 
 static int check_weights(Ctx *cx, const Graph *g, const char *path)
 {
-    const float **data = xcalloc(g->nparams + 1, sizeof(float *));
-    fuse_rt_safetensors *file = weights_bind_file(cx, g, path, data);
-    free(data);
-    if (!file)
+    if (verify_weights(cx, g, path) != EXIT_OK)
         return EXIT_INPUT;
-    fuse_rt_safetensors_close(file);
     printf("  weights: %s: all %u keys present with the right dtype and shape\n", path, g->nparams);
     return EXIT_OK;
 }
@@ -951,6 +1017,34 @@ static int write_dot(Ctx *cx, const Graph *g, const Options *opt)
     return ok ? EXIT_OK : EXIT_INPUT;
 }
 
+/* No file the command writes may be one it reads: writing it would destroy the input (the
+ * output is renamed over it) before, or while, it is read. Checked before the spec is read. */
+static bool check_not_inputs(Diag *d, const Options *opt)
+{
+    const char **outputs = xcalloc(opt->noutputs + 3, sizeof(char *));
+    size_t nout = 0;
+    for (size_t i = 0; i < opt->noutputs; i++)
+        outputs[nout++] = opt->outputs[i].path;
+    bool writes_o = opt->cmd == CMD_EMIT_C || opt->cmd == CMD_EMIT_LLVM || opt->cmd == CMD_DOT;
+    if (writes_o && opt->out_path)
+        outputs[nout++] = opt->out_path;
+    if (opt->cmd == CMD_EMIT_C) {
+        outputs[nout++] = opt->header_path;
+        outputs[nout++] = sb_str(&opt->rt_header);
+    }
+    InputFile *inputs = xcalloc(opt->ninputs + 2, sizeof(InputFile));
+    size_t nin = 0;
+    inputs[nin++] = (InputFile){opt->file, "the spec"};
+    if (opt->weights)
+        inputs[nin++] = (InputFile){opt->weights, "the weights"};
+    for (size_t i = 0; i < opt->ninputs; i++)
+        inputs[nin++] = (InputFile){opt->inputs[i].path, "an --input tensor"};
+    bool ok = outfile_check_not_inputs(d, outputs, nout, inputs, nin);
+    free(inputs);
+    free(outputs);
+    return ok;
+}
+
 static int run_command(const Options *opt)
 {
 #ifndef FUSE_WITH_LLVM
@@ -959,6 +1053,8 @@ static int run_command(const Options *opt)
 #endif
     Diag diag;
     diag_init(&diag, NULL, stderr);
+    if (!check_not_inputs(&diag, opt))
+        return EXIT_INPUT;
     Source *src = driver_read_spec(&diag, opt->file);
     if (!src)
         return EXIT_INPUT;

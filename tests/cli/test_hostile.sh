@@ -713,50 +713,49 @@ hostile out-second-fails 1 "$out/no/q.npy" "No such file or directory" \
 limited 64 out-file-too-large 1 "$out/y.npy" "File too large" \
     run "$spec" --entry copy --dim N=100000 --random-inputs --output "$out/y.npy" --backend interp
 
-# The cases below fail today; each waits for a fix in a file this test does not own. The
-# message phrases are the ones proposed with the fix.
-
 # The same path as an input (tensor, spec or weights) and as an output would destroy the
 # input: an error before anything runs.
-# BLOCKED: out-equals-input: compiler/main.c run_graph writes over the input (exit 0).
-# cp "$in/x.npy" "$out/x.npy"
-# keep "$out/x.npy"
-# hostile out-equals-input 1 "$out/x.npy" "is also an input" \
-#     run "$spec" --entry pair --input "$out/x.npy" --output q="$out/x.npy" --backend interp
+cp "$in/x.npy" "$out/x.npy"
+keep "$out/x.npy"
+hostile out-equals-input 1 "$out/x.npy" "is also an input" \
+    run "$spec" --entry pair --input "$out/x.npy" --output q="$out/x.npy" --backend interp
 
-# BLOCKED: out-equals-spec: compiler/main.c run_graph writes the output over the spec (exit 0).
-# cp "$spec" "$out/spec.fuse"
-# keep "$out/spec.fuse"
-# hostile out-equals-spec 1 "$out/spec.fuse" "is also an input" \
-#     run "$out/spec.fuse" --entry copy --input "$in/x.npy" --output "$out/spec.fuse" \
-#     --backend interp
+cp "$spec" "$out/spec.fuse"
+keep "$out/spec.fuse"
+hostile out-equals-spec 1 "$out/spec.fuse" "is also an input" \
+    run "$out/spec.fuse" --entry copy --input "$in/x.npy" --output "$out/spec.fuse" \
+    --backend interp
 
-# BLOCKED: out-equals-weights: compiler/main.c run_graph writes over the weights (exit 0).
-# cp "$in/good.safetensors" "$out/w.safetensors"
-# keep "$out/w.safetensors"
-# hostile out-equals-weights 1 "$out/w.safetensors" "is also an input" \
-#     run "$spec" --entry lin --weights "$out/w.safetensors" --input "$in/x.npy" \
-#     --output "$out/w.safetensors" --backend interp
+cp "$in/good.safetensors" "$out/w.safetensors"
+keep "$out/w.safetensors"
+hostile out-equals-weights 1 "$out/w.safetensors" "is also an input" \
+    run "$spec" --entry lin --weights "$out/w.safetensors" --input "$in/x.npy" \
+    --output "$out/w.safetensors" --backend interp
 
 # Two outputs to one path: a usage error, like one output named twice.
-# BLOCKED: out-same-twice: compiler/main.c match_io accepts it; q overwrites p (exit 0).
-# hostile out-same-twice 2 "$out/y.npy" "given twice" \
-#     run "$spec" --entry pair --input "$in/x.npy" --output p="$out/y.npy" \
-#     --output q="$out/y.npy" --backend interp
+hostile out-same-twice 2 "$out/y.npy" "given twice" \
+    run "$spec" --entry pair --input "$in/x.npy" --output p="$out/y.npy" \
+    --output q="$out/y.npy" --backend interp
 
 # An empty path is a malformed option value: a usage error.
-# BLOCKED: out-empty-path: compiler/main.c add_io takes '' as a path (exit 1, no file named).
-# hostile out-empty-path 2 "--output" "needs a file name" \
-#     run "$spec" --entry copy --input "$in/x.npy" --output "" --backend interp
+hostile out-empty-path 2 "--output" "needs a file name" \
+    run "$spec" --entry copy --input "$in/x.npy" --output "" --backend interp
 
 # The first output replaced an existing file before the second failed: removing it loses the
 # user's file. Nothing may be renamed into place until every output is written.
-# BLOCKED: out-second-fails-kept: compiler/main.c write_outputs unlinks the replaced p.npy.
-# cp "$in/x.npy" "$out/p.npy"
-# keep "$out/p.npy"
-# hostile out-second-fails-kept 1 "$out/no/q.npy" "No such file or directory" \
-#     run "$spec" --entry pair --input "$in/x.npy" --output p="$out/p.npy" \
-#     --output q="$out/no/q.npy" --backend interp
+cp "$in/x.npy" "$out/p.npy"
+keep "$out/p.npy"
+hostile out-second-fails-kept 1 "$out/no/q.npy" "No such file or directory" \
+    run "$spec" --entry pair --input "$in/x.npy" --output p="$out/p.npy" \
+    --output q="$out/no/q.npy" --backend interp
+# Both written, but the second cannot be renamed into place (a folder has its name) after the
+# first replaced an existing file: the first is put back, the same file as before.
+cp "$in/x.npy" "$out/p.npy"
+keep "$out/p.npy"
+mkdir "$out/q.npy"
+hostile out-rename-fails-kept 1 "$out/q.npy" "Is a directory" \
+    run "$spec" --entry pair --input "$in/x.npy" --output p="$out/p.npy" \
+    --output q="$out/q.npy" --backend interp
 
 # emit-c
 hostile emit-c-missing-dir 1 "$out/no/such/k.c" "cannot create" \
@@ -774,39 +773,32 @@ limited 1 emit-c-file-too-large 1 "$out/k.c" "File too large" \
     emit-c "$spec" --entry copy -o "$out/k.c"
 
 # emit-c writes three files; when a later one fails, the earlier ones must go too.
-# BLOCKED: emit-c-header-missing-dir: compiler/backend_c.c backend_c_write leaves k.c.
-# hostile emit-c-header-missing-dir 1 "$out/no/k.h" "cannot create" \
-#     emit-c "$spec" --entry copy -o "$out/k.c" --header "$out/no/k.h"
+hostile emit-c-header-missing-dir 1 "$out/no/k.h" "cannot create" \
+    emit-c "$spec" --entry copy -o "$out/k.c" --header "$out/no/k.h"
 
-# BLOCKED: emit-c-rt-header-is-directory: compiler/backend_c.c backend_c_write leaves k.c, k.h.
-# mkdir "$out/fuse_rt.h"
-# hostile emit-c-rt-header-is-directory 1 "$out/fuse_rt.h" "Is a directory" \
-#     emit-c "$spec" --entry copy -o "$out/k.c"
+mkdir "$out/fuse_rt.h"
+hostile emit-c-rt-header-is-directory 1 "$out/fuse_rt.h" "Is a directory" \
+    emit-c "$spec" --entry copy -o "$out/k.c"
 
-# BLOCKED: emit-c-equals-spec: compiler/main.c emit_c writes the C over the spec (exit 0).
-# cp "$spec" "$out/spec.fuse"
-# keep "$out/spec.fuse"
-# hostile emit-c-equals-spec 1 "$out/spec.fuse" "is also an input" \
-#     emit-c "$out/spec.fuse" --entry copy -o "$out/spec.fuse"
+cp "$spec" "$out/spec.fuse"
+keep "$out/spec.fuse"
+hostile emit-c-equals-spec 1 "$out/spec.fuse" "is also an input" \
+    emit-c "$out/spec.fuse" --entry copy -o "$out/spec.fuse"
 
 # -o names the header's path (k.h gets k.h as its header; fuse_rt.h is the runtime header's
 # path): one file would be written over another. A usage error.
-# BLOCKED: emit-c-c-is-header: compiler/main.c emit_c writes k.h over the C in k.h (exit 0).
-# hostile emit-c-c-is-header 2 "$out/k.h" "would be written over" \
-#     emit-c "$spec" --entry copy -o "$out/k.h"
+hostile emit-c-c-is-header 2 "$out/k.h" "would be written over" \
+    emit-c "$spec" --entry copy -o "$out/k.h"
 
-# BLOCKED: emit-c-c-is-rt-header: compiler/main.c emit_c writes all three to fuse_rt.h (exit 0).
-# hostile emit-c-c-is-rt-header 2 "$out/fuse_rt.h" "would be written over" \
-#     emit-c "$spec" --entry copy -o "$out/fuse_rt.h"
+hostile emit-c-c-is-rt-header 2 "$out/fuse_rt.h" "would be written over" \
+    emit-c "$spec" --entry copy -o "$out/fuse_rt.h"
 
-# BLOCKED: emit-c-empty-path: compiler/main.c parse_args takes -o '' (exit 1, no file named).
-# hostile emit-c-empty-path 2 "-o" "needs a file name" \
-#     emit-c "$spec" --entry copy -o ""
+hostile emit-c-empty-path 2 "-o" "needs a file name" \
+    emit-c "$spec" --entry copy -o ""
 
 # A weights file given to emit-c is checked as `check` checks it, not ignored.
-# BLOCKED: emit-c-bad-weights: compiler/main.c emit_c never opens --weights (exit 0, k.c written).
-# hostile emit-c-bad-weights 1 "$in/not-json.safetensors" "header is not valid JSON" \
-#     emit-c "$spec" --entry lin --weights "$in/not-json.safetensors" -o "$out/k.c"
+hostile emit-c-bad-weights 1 "$in/not-json.safetensors" "header is not valid JSON" \
+    emit-c "$spec" --entry lin --weights "$in/not-json.safetensors" -o "$out/k.c"
 
 # emit-llvm, in a build with LLVM
 if "$fusec" --version | grep -q "backends: jit"; then
@@ -823,23 +815,19 @@ if "$fusec" --version | grep -q "backends: jit"; then
         "$out/locked/k.ll" "Permission denied" emit-llvm "$spec" --entry copy -o "$out/locked/k.ll"
 
     # A write that fails part way must not leave a truncated k.ll.
-    # BLOCKED: emit-llvm-file-too-large: compiler/main.c emit_llvm writes -o in place.
-    # limited 1 emit-llvm-file-too-large 1 "$out/k.ll" "File too large" \
-    #     emit-llvm "$spec" --entry copy -o "$out/k.ll"
+    limited 1 emit-llvm-file-too-large 1 "$out/k.ll" "File too large" \
+        emit-llvm "$spec" --entry copy -o "$out/k.ll"
 
-    # BLOCKED: emit-llvm-equals-spec: compiler/main.c emit_llvm writes over the spec (exit 0).
-    # cp "$spec" "$out/spec.fuse"
-    # keep "$out/spec.fuse"
-    # hostile emit-llvm-equals-spec 1 "$out/spec.fuse" "is also an input" \
-    #     emit-llvm "$out/spec.fuse" --entry copy -o "$out/spec.fuse"
+    cp "$spec" "$out/spec.fuse"
+    keep "$out/spec.fuse"
+    hostile emit-llvm-equals-spec 1 "$out/spec.fuse" "is also an input" \
+        emit-llvm "$out/spec.fuse" --entry copy -o "$out/spec.fuse"
 
-    # BLOCKED: emit-llvm-empty-path: compiler/main.c parse_args takes -o '' (exit 1).
-    # hostile emit-llvm-empty-path 2 "-o" "needs a file name" \
-    #     emit-llvm "$spec" --entry copy -o ""
+    hostile emit-llvm-empty-path 2 "-o" "needs a file name" \
+        emit-llvm "$spec" --entry copy -o ""
 
-    # BLOCKED: emit-llvm-bad-weights: compiler/main.c emit_llvm never opens --weights (exit 0).
-    # hostile emit-llvm-bad-weights 1 "$in/not-json.safetensors" "header is not valid JSON" \
-    #     emit-llvm "$spec" --entry lin --weights "$in/not-json.safetensors" -o "$out/k.ll"
+    hostile emit-llvm-bad-weights 1 "$in/not-json.safetensors" "header is not valid JSON" \
+        emit-llvm "$spec" --entry lin --weights "$in/not-json.safetensors" -o "$out/k.ll"
 fi
 
 # ---- specs that no golden file can hold ----
