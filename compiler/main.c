@@ -106,6 +106,8 @@ static void usage(FILE *out)
         "(random weights when --weights is not given) and writes .npy outputs. emit-c writes the\n"
         "kernel as C, with its header and fuse_rt.h, for a program to compile in. dot writes the\n"
         "graph as written and after the passes, one cluster per fused kernel, for Graphviz.\n"
+        "bench --entry a,b,c (or bench with no --entry on a file of several graphs) measures\n"
+        "each graph and prints one table (with --json, one line per graph).\n"
         "Code generation: --vector-width 4|8|16 (default: the host's widest), --bounds-checks\n"
         "(generated code checks every index; c only; for testing), --cpu NAME and\n"
         "--features LIST (jit and emit-llvm: the LLVM target instead of the host's).\n"
@@ -853,44 +855,91 @@ static int emit_c(Ctx *cx, const Graph *g, const Options *opt)
     return ok ? EXIT_OK : EXIT_INPUT;
 }
 
-/* What bench measured, printed as text or as one JSON line (LANGUAGE.md section 5). */
+/* What bench measured for one graph, printed as text, as one JSON line (LANGUAGE.md section
+ * 5), or as one row of a table of several graphs. */
 typedef struct BenchReport {
-    const double *ms; /* sorted */
+    char graph[128];
     long runs;
     int threads;
+    double median_ms, min_ms, max_ms;
     double flops, executed_flops, bytes, compile_ms, peak_gflops;
-    int64_t scratch_bytes, prepared_bytes;
+    int64_t scratch_bytes, prepared_bytes, params; /* params: weight elements */
 } BenchReport;
 
-static void print_bench(const Graph *g, const Options *opt, const BenchReport *r)
+static double bench_gflops(const BenchReport *r)
 {
-    double median = r->ms[r->runs / 2], gflops = r->flops / median / 1e6;
-    double peak_fraction = r->executed_flops / median / 1e6 / r->peak_gflops;
+    return r->flops / r->median_ms / 1e6;
+}
+
+static double bench_peak_fraction(const BenchReport *r)
+{
+    return r->executed_flops / r->median_ms / 1e6 / r->peak_gflops;
+}
+
+static void print_bench_json(const Options *opt, const BenchReport *r)
+{
+    printf("{\"graph\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"runs\": %ld, "
+           "\"median_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, \"flops\": %.0f, "
+           "\"executed_flops\": %.0f, \"gflops\": %.3f, \"peak_gflops\": %.3f, "
+           "\"peak_fraction\": %.4f, \"bytes\": %.0f, \"compile_ms\": %.3f, "
+           "\"scratch_bytes\": %" PRId64 ", \"prepared_bytes\": %" PRId64 ", \"params\": %" PRId64
+           "}\n",
+           r->graph, opt->backend_name, r->threads, r->runs, r->median_ms, r->min_ms, r->max_ms,
+           r->flops, r->executed_flops, bench_gflops(r), r->peak_gflops, bench_peak_fraction(r),
+           r->bytes, r->compile_ms, r->scratch_bytes, r->prepared_bytes, r->params);
+}
+
+static void print_bench(const Options *opt, const BenchReport *r)
+{
     if (opt->json) {
-        printf("{\"graph\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"runs\": %ld, "
-               "\"median_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, \"flops\": %.0f, "
-               "\"executed_flops\": %.0f, \"gflops\": %.3f, \"peak_gflops\": %.3f, "
-               "\"peak_fraction\": %.4f, \"bytes\": %.0f, \"compile_ms\": %.3f, "
-               "\"scratch_bytes\": %" PRId64 ", \"prepared_bytes\": %" PRId64 "}\n",
-               g->name, opt->backend_name, r->threads, r->runs, median, r->ms[0],
-               r->ms[r->runs - 1], r->flops, r->executed_flops, gflops, r->peak_gflops,
-               peak_fraction, r->bytes, r->compile_ms, r->scratch_bytes, r->prepared_bytes);
+        print_bench_json(opt, r);
         return;
     }
-    printf("bench %s: backend %s, %d thread%s, %ld runs\n", g->name, opt->backend_name, r->threads,
+    printf("bench %s: backend %s, %d thread%s, %ld runs\n", r->graph, opt->backend_name, r->threads,
            r->threads == 1 ? "" : "s", r->runs);
-    printf("  median %.3f ms (min %.3f, max %.3f)\n", median, r->ms[0], r->ms[r->runs - 1]);
+    printf("  median %.3f ms (min %.3f, max %.3f)\n", r->median_ms, r->min_ms, r->max_ms);
     printf("  %.3f GFLOP: %.1f GFLOP/s, %.1f%% of the measured FMA peak (%.1f GFLOP/s)\n",
-           r->flops / 1e9, gflops, 100 * peak_fraction, r->peak_gflops);
-    printf("  compile %.1f ms, scratch %.1f MiB, prepared weights %.1f MiB, moves %.1f MiB\n",
-           r->compile_ms, (double)r->scratch_bytes / 1048576.0,
+           r->flops / 1e9, bench_gflops(r), 100 * bench_peak_fraction(r), r->peak_gflops);
+    printf("  %" PRId64 " parameters, compile %.1f ms, scratch %.1f MiB, prepared weights %.1f "
+           "MiB, moves %.1f MiB\n",
+           r->params, r->compile_ms, (double)r->scratch_bytes / 1048576.0,
            (double)r->prepared_bytes / 1048576.0, r->bytes / 1048576.0);
 }
 
+/* Several graphs side by side: the cost of each choice (add, multiply or concat; conv or
+ * linear; which attention) in one table. */
+static void print_bench_table(const Options *opt, const BenchReport *rows, size_t n)
+{
+    if (opt->json) {
+        for (size_t i = 0; i < n; i++)
+            print_bench_json(opt, &rows[i]);
+        return;
+    }
+    int width = 5;
+    for (size_t i = 0; i < n; i++) {
+        int len = (int)strlen(rows[i].graph);
+        width = len > width ? len : width;
+    }
+    printf("bench %s: backend %s, %d thread%s, %ld runs each, measured FMA peak %.1f GFLOP/s\n",
+           opt->file, opt->backend_name, rows[0].threads, rows[0].threads == 1 ? "" : "s",
+           opt->runs, rows[0].peak_gflops);
+    printf("%-*s %12s %10s %10s %12s %11s %9s %7s\n", width, "graph", "parameters", "GFLOP",
+           "executed", "scratch MiB", "median ms", "GFLOP/s", "% peak");
+    for (size_t i = 0; i < n; i++) {
+        const BenchReport *r = &rows[i];
+        printf("%-*s %12" PRId64 " %10.3f %10.3f %12.1f %11.3f %9.1f %7.1f\n", width, r->graph,
+               r->params, r->flops / 1e9, r->executed_flops / 1e9,
+               (double)r->scratch_bytes / 1048576.0, r->median_ms, bench_gflops(r),
+               100 * bench_peak_fraction(r));
+    }
+}
+
 /* bench: random inputs (and weights unless given), everything allocated once, one warm-up
- * call, then --runs timed calls. compile_ms runs from the spec text to a created kernel,
- * reading the weights file excluded. */
-static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compile_start_ms)
+ * call, then --runs timed calls, reported in *r. compile_ms runs from the spec text to a
+ * created kernel, reading the weights file excluded. *peak_gflops: the FMA peak, measured when
+ * it is 0 (once for a table of graphs). */
+static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compile_start_ms,
+                       double *peak_gflops, BenchReport *r)
 {
     HostTensors t;
     host_init(&t, g);
@@ -914,24 +963,31 @@ static int bench_graph(Ctx *cx, const Graph *g, const Options *opt, double compi
     if (status == EXIT_OK &&
         kernel.info->create(t.weights, g->nparams, pool, &k, err, sizeof err) != FUSE_RT_OK)
         status = EXIT_INPUT;
-    BenchReport r = {.ms = ms, .runs = opt->runs, .threads = fuse_rt_pool_threads(pool)};
-    r.compile_ms = bench_now_ms() - compile_start_ms - weights_ms;
+    *r = (BenchReport){.runs = opt->runs, .threads = fuse_rt_pool_threads(pool)};
+    snprintf(r->graph, sizeof r->graph, "%s", g->name);
+    r->compile_ms = bench_now_ms() - compile_start_ms - weights_ms;
     if (status == EXIT_OK && !bench_time_runs(kernel.info, k, (const float *const *)t.inputs,
                                               t.outputs, opt->runs, ms, err, sizeof err))
         status = EXIT_INPUT;
-    if (status == EXIT_OK) {
-        r.peak_gflops = bench_fma_peak_gflops(cx, pool, &opt->kernel, kernel.vector_lanes);
-        if (r.peak_gflops <= 0)
+    if (status == EXIT_OK && *peak_gflops <= 0) {
+        *peak_gflops = bench_fma_peak_gflops(cx, pool, &opt->kernel, kernel.vector_lanes);
+        if (*peak_gflops <= 0)
             status = EXIT_INPUT;
     }
     if (status == EXIT_OK) {
-        r.flops = kernel.info->flops;
-        r.executed_flops = kernel.executed_flops; /* the optimized graph */
-        r.bytes = kernel.info->bytes;
-        r.scratch_bytes =
-            kernel.info->scratch_bytes + r.threads * kernel.info->thread_scratch_bytes;
-        r.prepared_bytes = kernel.info->prepared_bytes;
-        print_bench(g, opt, &r);
+        long n = opt->runs; /* ms is sorted; an even count has two middle times */
+        r->median_ms = n % 2 ? ms[n / 2] : (ms[n / 2 - 1] + ms[n / 2]) / 2;
+        r->min_ms = ms[0];
+        r->max_ms = ms[n - 1];
+        r->peak_gflops = *peak_gflops;
+        r->flops = kernel.info->flops;
+        r->executed_flops = kernel.executed_flops; /* the optimized graph */
+        r->bytes = kernel.info->bytes;
+        r->scratch_bytes =
+            kernel.info->scratch_bytes + r->threads * kernel.info->thread_scratch_bytes;
+        r->prepared_bytes = kernel.info->prepared_bytes;
+        for (uint32_t i = 0; i < g->nparams; i++)
+            r->params += shape_numel(&g->params[i]->shape);
     } else if (err[0]) {
         diag_report_file(cx->diag, DIAG_ERROR, NULL, "%s", err);
     }
@@ -1045,6 +1101,89 @@ static bool check_not_inputs(Diag *d, const Options *opt)
     return ok;
 }
 
+static void setup_ctx(Ctx *cx, Source *src, Diag *diag, const Options *opt, const char *entry)
+{
+    ctx_init(cx, src, diag);
+    cx->entry = entry;
+    cx->prefix = opt->prefix;
+    cx->dims = opt->dims;
+    cx->ndims = opt->ndims;
+    cx->explain_fusion = opt->explain_fusion;
+}
+
+/* The graphs bench compares, into *names (each owned; free_names): the --entry list a,b,c, or
+ * without --entry every graph of a file that has several. Returns EXIT_OK with *n < 2 when
+ * bench measures one graph as usual, or an exit status after reporting. */
+static int bench_entries(Diag *diag, Source *src, const Options *opt, char ***names, size_t *n)
+{
+    *names = NULL;
+    *n = 0;
+    PtrVec list = {0};
+    if (opt->entry && strchr(opt->entry, ',')) {
+        for (const char *at = opt->entry;;) {
+            const char *comma = strchr(at, ',');
+            size_t len = comma ? (size_t)(comma - at) : strlen(at);
+            if (len == 0) {
+                for (size_t i = 0; i < list.len; i++)
+                    free(list.items[i]);
+                ptrvec_free(&list);
+                return usage_error("--entry %s: an empty graph name", opt->entry);
+            }
+            char *name = xmalloc(len + 1);
+            memcpy(name, at, len);
+            name[len] = '\0';
+            ptrvec_push(&list, name);
+            if (!comma)
+                break;
+            at = comma + 1;
+        }
+    } else if (!opt->entry && opt->cmd == CMD_BENCH) {
+        Ctx cx;
+        setup_ctx(&cx, src, diag, opt, NULL);
+        Ast *ast = driver_parse(&cx);
+        for (const Decl *d = ast ? ast->decls : NULL; d; d = d->next)
+            if (d->kind == DECL_GRAPH)
+                ptrvec_push(&list, xstrdup(d->fn.name));
+        ctx_free(&cx);
+        if (!ast)
+            return EXIT_INPUT; /* the parser has reported why */
+    }
+    *names = (char **)list.items;
+    *n = list.len;
+    return EXIT_OK;
+}
+
+static void free_names(char **names, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* bench of several graphs: each compiled and measured as bench measures one, the FMA peak
+ * once, then one table (or one JSON line per graph). */
+static int bench_table(Diag *diag, Source *src, const Options *opt, char *const *names, size_t n)
+{
+    BenchReport *rows = xcalloc(n, sizeof *rows);
+    double peak = 0;
+    int status = EXIT_OK;
+    for (size_t i = 0; i < n && status == EXIT_OK; i++) {
+        Ctx cx;
+        setup_ctx(&cx, src, diag, opt, names[i]);
+        double start = bench_now_ms();
+        Graph *g = compile(&cx, opt, &status);
+        if (g)
+            status = bench_graph(&cx, g, opt, start, &peak, &rows[i]);
+        if (status == EXIT_OK && diag_has_errors(diag))
+            status = EXIT_INPUT;
+        ctx_free(&cx);
+    }
+    if (status == EXIT_OK)
+        print_bench_table(opt, rows, n);
+    free(rows);
+    return status;
+}
+
 static int run_command(const Options *opt)
 {
 #ifndef FUSE_WITH_LLVM
@@ -1059,13 +1198,20 @@ static int run_command(const Options *opt)
     if (!src)
         return EXIT_INPUT;
     diag.src = src;
+    if (opt->cmd == CMD_BENCH && !opt->dump && !opt->kernel.passes.dump_after) {
+        char **names;
+        size_t n;
+        int status = bench_entries(&diag, src, opt, &names, &n);
+        if (status == EXIT_OK && n > 1)
+            status = bench_table(&diag, src, opt, names, n);
+        free_names(names, n);
+        if (status != EXIT_OK || n > 1) {
+            source_free(src);
+            return status;
+        }
+    }
     Ctx cx;
-    ctx_init(&cx, src, &diag);
-    cx.entry = opt->entry;
-    cx.prefix = opt->prefix;
-    cx.dims = opt->dims;
-    cx.ndims = opt->ndims;
-    cx.explain_fusion = opt->explain_fusion;
+    setup_ctx(&cx, src, &diag, opt, opt->entry);
 
     int status;
     double compile_start_ms = bench_now_ms();
@@ -1094,9 +1240,13 @@ static int run_command(const Options *opt)
     else if (g && opt->cmd == CMD_EMIT_LLVM)
         status = emit_llvm(&cx, g, opt);
 #endif
-    else if (g && opt->cmd == CMD_BENCH)
-        status = bench_graph(&cx, g, opt, compile_start_ms);
-    else if (g && opt->cmd == CMD_DOT)
+    else if (g && opt->cmd == CMD_BENCH) {
+        double peak = 0;
+        BenchReport r;
+        status = bench_graph(&cx, g, opt, compile_start_ms, &peak, &r);
+        if (status == EXIT_OK)
+            print_bench(opt, &r);
+    } else if (g && opt->cmd == CMD_DOT)
         status = write_dot(&cx, g, opt);
     if (status == EXIT_OK && diag_has_errors(&diag))
         status = EXIT_INPUT;

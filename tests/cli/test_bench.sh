@@ -1,6 +1,7 @@
 #!/bin/sh
 # fusec bench (LANGUAGE.md section 5): with --json, stdout is exactly one line holding one JSON
-# object with the documented fields, consistent with each other and with `fusec check`.
+# object with the documented fields, consistent with each other and with `fusec check`; with
+# several graphs, one table or one JSON line per graph.
 # Usage: test_bench.sh FUSEC   (run from the repository root)
 set -u
 fusec=$1
@@ -45,5 +46,39 @@ grep -q "median" "$tmp/text" || { echo "FAIL: no median in the text report"; fai
 [ $? = 2 ] || { echo "FAIL: bench --backend interp should be a usage error"; failures=$((failures + 1)); }
 "$fusec" bench "$tmp/g.fuse" --runs 0 >/dev/null 2>&1
 [ $? = 2 ] || { echo "FAIL: bench --runs 0 should be a usage error"; failures=$((failures + 1)); }
-echo "$((4 - failures)) passed, $failures failed"
+# Several graphs: --entry a,b (and no --entry on a file of several graphs) gives one table, or
+# with --json one line per graph, in the order asked; an even --runs takes the mean of the two
+# middle times.
+cat >>"$tmp/g.fuse" <<'SPEC'
+graph h(x: f32[2, 8, 9, 11]) -> f32[2, 8, 9, 11] {
+    return sigmoid(x) * x
+}
+SPEC
+if ! "$fusec" bench "$tmp/g.fuse" --entry h,g --json --runs 2 >"$tmp/two" 2>"$tmp/err"; then
+    echo "FAIL: bench --entry h,g --json exited with an error"
+    cat "$tmp/err"
+    failures=$((failures + 1))
+fi
+"$python" - "$tmp/two" <<'PY' || failures=$((failures + 1))
+import json, sys
+rows = [json.loads(line) for line in open(sys.argv[1]).read().splitlines()]
+assert [r["graph"] for r in rows] == ["h", "g"], rows
+# g: conv 16x8x3x3 (1152), its bias (16), BatchNorm's four vectors (4 x 16); h: none
+assert [r["params"] for r in rows] == [0, 1152 + 16 + 64], rows
+for r in rows:
+    assert r["runs"] == 2 and abs(r["median_ms"] - (r["min_ms"] + r["max_ms"]) / 2) < 1e-3, r
+assert rows[0]["peak_gflops"] == rows[1]["peak_gflops"], rows
+print("bench --entry h,g --json: ok")
+PY
+if "$fusec" bench "$tmp/g.fuse" --runs 3 >"$tmp/table" 2>"$tmp/err"; then
+    [ "$(grep -c -E '^(g|h) +[0-9]+ ' "$tmp/table")" = 2 ] && grep -q "^graph  *parameters" "$tmp/table" ||
+        { echo "FAIL: bench of a two-graph file printed no table:"; cat "$tmp/table"; failures=$((failures + 1)); }
+else
+    echo "FAIL: bench of a two-graph file exited with an error"
+    cat "$tmp/err"
+    failures=$((failures + 1))
+fi
+"$fusec" bench "$tmp/g.fuse" --entry g,,h >/dev/null 2>&1
+[ $? = 2 ] || { echo "FAIL: bench --entry g,,h should be a usage error"; failures=$((failures + 1)); }
+echo "$((8 - failures)) passed, $failures failed"
 [ "$failures" = 0 ]
