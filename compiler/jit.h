@@ -16,8 +16,8 @@
 
 /* Code generation target. NULL fields mean the host's (LLVMGetHostCPUName / Features). */
 typedef struct JitOptions {
-    const char *cpu;      /* e.g. "znver4" (--cpu) */
-    const char *features; /* e.g. "+avx2,+fma" (--features) */
+    const char *cpu;          /* e.g. "znver4" (--cpu) */
+    const char *features;     /* e.g. "+avx2,+fma" (--features) */
     uint32_t compile_threads; /* threads compiling the kernels; 0: one per available CPU */
 } JitOptions;
 
