@@ -440,6 +440,19 @@ static Val emit_gather(Emit *E, const LoopExpr *e)
     return t;
 }
 
+/* Lanes of a in the order of sel, as a vector literal (gcc and clang make it one permute). */
+static Val emit_shuffle(Emit *E, const LoopExpr *e)
+{
+    Val a = emit_expr(E, e->op.a);
+    char text[512], tb[32];
+    int at = snprintf(text, sizeof text, "(%s){", ctype(e->type, tb));
+    for (uint32_t l = 0; l < e->type.lanes; l++)
+        at += snprintf(text + at, sizeof text - (size_t)at, "%s%s[%u]", l ? ", " : "", a.s,
+                       e->op.sel[l]);
+    FUSE_ASSERT(at > 0 && (size_t)at + 2 < sizeof text);
+    return def(E, e->type, "%s}", text);
+}
+
 /* 0, 1, ..., lanes-1 as an i64 vector. */
 static Val emit_iota(Emit *E, const LoopExpr *e)
 {
@@ -624,6 +637,8 @@ static Val emit_expr(Emit *E, const LoopExpr *e)
         return emit_iota(E, e);
     case LEXPR_GATHER:
         return emit_gather(E, e);
+    case LEXPR_SHUFFLE:
+        return emit_shuffle(E, e);
     }
     FUSE_UNREACHABLE();
 }

@@ -451,6 +451,14 @@ static LLVMValueRef emit_expr(Emit *E, const LoopExpr *e)
     }
     case LEXPR_GATHER:
         return emit_gather(E, e);
+    case LEXPR_SHUFFLE: {
+        LLVMValueRef a = emit_expr(E, e->op.a), mask[16];
+        FUSE_ASSERT(n <= 16);
+        for (uint32_t l = 0; l < n; l++)
+            mask[l] = LLVMConstInt(LLVMInt32TypeInContext(E->cx), e->op.sel[l], false);
+        return LLVMBuildShuffleVector(E->b, a, LLVMGetUndef(LLVMTypeOf(a)),
+                                      LLVMConstVector(mask, n), "");
+    }
     }
     FUSE_UNREACHABLE();
 }

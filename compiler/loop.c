@@ -228,6 +228,16 @@ LoopExpr *lx_gather(LoopProgram *p, const LoopBuffer *b, LoopExpr *index)
     return e;
 }
 
+LoopExpr *lx_shuffle(LoopProgram *p, LoopExpr *a, const uint8_t *sel)
+{
+    LoopExpr *e = expr(p, LEXPR_SHUFFLE, a->type.scalar, a->type.lanes);
+    uint8_t *copy = arena_alloc(p->arena, a->type.lanes, 1);
+    memcpy(copy, sel, a->type.lanes);
+    e->op.a = a;
+    e->op.sel = copy;
+    return e;
+}
+
 static LoopStmt *stmt(LoopProgram *p, LoopStmtKind kind)
 {
     LoopStmt *s = ARENA_NEW(p->arena, LoopStmt);
@@ -481,6 +491,13 @@ static void dump_expr(const LoopExpr *e, FILE *out)
         fprintf(out, "%s[{", e->load.buf->name);
         dump_expr(e->load.index, out);
         fprintf(out, "}]x%u", e->type.lanes);
+        break;
+    case LEXPR_SHUFFLE:
+        fprintf(out, "shuffle(");
+        dump_expr(e->op.a, out);
+        for (uint32_t l = 0; l < e->type.lanes; l++)
+            fprintf(out, "%s%u", l ? "," : ", [", e->op.sel[l]);
+        fprintf(out, "])");
         break;
     }
 }
@@ -740,6 +757,15 @@ static bool verify_expr(Verifier *v, const LoopExpr *e)
         if ((e->op.op != LOP_ADD && e->op.op != LOP_MAX && e->op.op != LOP_MIN) ||
             e->op.a->type.scalar != LT_F32 || e->type.lanes != 1)
             return fail(v, "reduce_%s", op_names[e->op.op]);
+        return true;
+    case LEXPR_SHUFFLE:
+        if (!verify_expr(v, e->op.a))
+            return false;
+        if (e->type.scalar != LT_F32 || !same_type(e->type, e->op.a->type) || e->type.lanes < 2)
+            return fail(v, "shuffle of a non-f32 vector");
+        for (uint32_t l = 0; l < e->type.lanes; l++)
+            if (e->op.sel[l] >= e->type.lanes)
+                return fail(v, "shuffle lane %u out of range", e->op.sel[l]);
         return true;
     }
     return fail(v, "unknown expression kind");

@@ -94,6 +94,7 @@ typedef enum LoopExprKind {
     LEXPR_REDUCE,    /* op (ADD, MAX, MIN) across the lanes of a -> lanes 1 */
     LEXPR_IOTA,      /* i64 x type.lanes (> 1): 0, 1, ..., lanes-1 */
     LEXPR_GATHER,    /* load: type.lanes f32, lane l from buf at lane l of index (i64 x lanes) */
+    LEXPR_SHUFFLE,   /* op.a permuted: lane l is lane op.sel[l] of a (f32 vector, same type) */
 } LoopExprKind;
 
 typedef enum LoopOp {
@@ -140,8 +141,9 @@ struct LoopExpr {
             LoopOp op;
             LoopCmp cmp; /* LEXPR_CMP */
             LoopExpr *a, *b, *c;
+            const uint8_t *sel; /* LEXPR_SHUFFLE: type.lanes lane numbers of a */
         } op; /* LEXPR_UNARY, _BINARY, _FMA (a*b+c), _SELECT (a=cond, b, c), _CMP, _BROADCAST,
-                 _CAST, _REDUCE */
+                 _CAST, _REDUCE, _SHUFFLE (a, sel) */
     };
 };
 
@@ -247,6 +249,8 @@ LoopExpr *lx_cast(LoopProgram *p, LoopExpr *a, LoopScalar to);
 LoopExpr *lx_reduce(LoopProgram *p, LoopOp op, LoopExpr *a);
 LoopExpr *lx_iota(LoopProgram *p, uint32_t lanes);
 LoopExpr *lx_gather(LoopProgram *p, const LoopBuffer *b, LoopExpr *index);
+/* sel (a->type.lanes entries, each < lanes) is copied. */
+LoopExpr *lx_shuffle(LoopProgram *p, LoopExpr *a, const uint8_t *sel);
 
 LoopStmt *ls_block(LoopProgram *p);
 void ls_append(LoopProgram *p, LoopStmt *block, LoopStmt *s);

@@ -188,6 +188,31 @@ const LoopBuffer *sched_scratch(Sched *s, const char *base, uint32_t id, int64_t
     return add_buffer(s, name, BUF_SCRATCH, 0, elems);
 }
 
+const LoopBuffer *sched_thread(Sched *s, const char *base, uint32_t id, int64_t elems)
+{
+    char name[64];
+    snprintf(name, sizeof name, "%s%u", base, id);
+    return add_buffer(s, name, BUF_THREAD, 0, elems);
+}
+
+const LoopBuffer *sched_prepare_begin(Sched *s, const char *name, const char *comment,
+                                      int64_t elems, SchedSave *save)
+{
+    save->k = s->k;
+    save->prepare = s->prepare;
+    LoopBuffer *b = add_buffer(s, name, BUF_PREPARED, 0, elems);
+    char kname[300];
+    snprintf(kname, sizeof kname, "prep_%s", b->name);
+    prepare_kernel(s, kname, comment);
+    return b;
+}
+
+void sched_prepare_end(Sched *s, const SchedSave *save)
+{
+    s->k = save->k;
+    s->prepare = save->prepare;
+}
+
 /* A kernel writing n's value owns its storage unless n is a source or an alias. */
 static bool owns_storage(const Node *n)
 {

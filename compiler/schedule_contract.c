@@ -7,6 +7,16 @@
  * broadcast from a scalar load, B loaded as vectors), then stored; the columns' remainder runs
  * as single vectors and a scalar tail. Rows are blocked by the largest MR in {8, 4, 2, 1}
  * dividing M, so no row remainder exists. The parallel loop runs over (batch, row block).
+ * A prepared A (a weight) is packed at create time as [M/MR][K][MR] (pack_a), so that the
+ * micro-kernel's broadcasts read one contiguous stream. Parallel over column blocks instead
+ * (cols_outer: 1x1 convs over many pixels), each column block (one image row when the epilogue
+ * needs rows and columns apart, else COL_BLOCK columns) is first packed into per-thread scratch
+ * as [width/NR][K][NR] panels (NR = the tile's columns; pack_b: contiguous panels instead of
+ * rows 1 MiB apart that collide in the caches), reused by every row block, while the next
+ * block's rows of B are prefetched into L2 a slice per row block (prefetch_next); per row
+ * block, the epilogue's upsamples of the image row are built once into thread scratch
+ * (fuse_build_rows) and read by the tiles as plain vector loads. The sum over k of each output
+ * runs in the same order in every form.
  * With fewer columns than lanes (and B contiguous along k) the dot form is used instead:
  * vectors along k, reduced across lanes per output.
  *   linear   x [rows, K] times the weight transposed at create time ([K, O]), column bias
@@ -29,7 +39,8 @@
 #include "schedule_internal.h"
 #include "util.h"
 
-enum { MAX_MR = 8, MAX_NV = 4, COL_BLOCK = 256 };
+/* PACK_B_BYTES: the largest packed column block of B (per-thread scratch, meant for L2). */
+enum { MAX_MR = 8, MAX_NV = 4, COL_BLOCK = 256, PACK_B_BYTES = 1 << 20 };
 
 typedef struct Gemm {
     const LoopBuffer *a, *b, *c, *bias; /* bias may be NULL; c NULL: no store (an epilogue whose
@@ -58,7 +69,10 @@ typedef struct Gemm {
 
 typedef struct GemmRun {
     const Gemm *g;
-    uint32_t mr;
+    uint32_t mr, nv;
+    const LoopBuffer *apk; /* A packed as [M/MR][K][MR] per matrix, or NULL: A as it is */
+    const LoopBuffer *bpk; /* the column block of B packed as [width/NR][K][NR] (NR = nv * vl)
+                              in thread scratch, or NULL: B read in place */
     LoopExpr *abase, *bbase, *cbase, *zbase;
     LoopExpr *colbase; /* first column of the span */
     LoopExpr *y;       /* img_w > 0: the image row */
@@ -276,18 +290,25 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
                 init = fx_load(s, g->bias, ix_add(s, r->zbase, ix_addc(s, col, v * lanes)), lanes);
             acc[i][v] = decl(s, block, sched_fvar(s, "acc", lanes), init);
         }
+    bool packed = r->bpk && nv == r->nv && lanes == s->vl; /* a whole panel */
+    int64_t nr = (int64_t)r->nv * s->vl;
+    LoopExpr *panel = packed ? named(s, block, "pb", ix_mulc(s, at, g->k)) : NULL;
     LoopVar *kv = sched_ivar(s, "k");
     LoopStmt *kl = sched_for(s, block, kv, ix_c(s, 0), ix_c(s, g->k), 1);
-    LoopExpr *brow = ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb));
+    LoopExpr *brow = packed ? ix_add(s, panel, ix_mulc(s, ix_v(s, kv), nr))
+                            : ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb));
     LoopVar *bv[MAX_NV];
     for (uint32_t v = 0; v < nv; v++) {
-        LoopExpr *at_v = ix_add(s, brow, ix_addc(s, col, v * lanes));
-        bv[v] = decl(s, kl, sched_fvar(s, "b", lanes), fx_load(s, g->b, at_v, lanes));
+        LoopExpr *at_v =
+            packed ? ix_addc(s, brow, v * lanes) : ix_add(s, brow, ix_addc(s, col, v * lanes));
+        bv[v] =
+            decl(s, kl, sched_fvar(s, "b", lanes), fx_load(s, packed ? r->bpk : g->b, at_v, lanes));
     }
     for (uint32_t i = 0; i < r->mr; i++) {
-        LoopExpr *ai = ix_add(s, r->abase, ix_addc(s, ix_v(s, kv), i * g->lda));
-        LoopVar *av =
-            decl(s, kl, sched_fvar(s, "a", lanes), fx_bcast(s, fx_load(s, g->a, ai, 1), lanes));
+        LoopExpr *ai = r->apk ? ix_add(s, r->abase, ix_addc(s, ix_mulc(s, ix_v(s, kv), r->mr), i))
+                              : ix_add(s, r->abase, ix_addc(s, ix_v(s, kv), i * g->lda));
+        LoopVar *av = decl(s, kl, sched_fvar(s, "a", lanes),
+                           fx_bcast(s, fx_load(s, r->apk ? r->apk : g->a, ai, 1), lanes));
         for (uint32_t v = 0; v < nv; v++)
             ls_append(s->p, kl,
                       ls_assign(s->p, acc[i][v],
@@ -428,6 +449,68 @@ static void block_span(Sched *s, LoopStmt *block, const GemmRun *r, int64_t widt
     sched_span(s, part, 0, last, nv, body, ctx, "n");
 }
 
+/* Panels [0, np) of the column block into r->bpk: k outer, so that each row of B is read
+ * once, contiguously. */
+static void pack_panels(Sched *s, LoopStmt *block, const GemmRun *r, int64_t np)
+{
+    const Gemm *g = r->g;
+    if (np <= 0)
+        return;
+    int64_t nr = (int64_t)r->nv * s->vl;
+    LoopVar *kv = sched_ivar(s, "k");
+    LoopStmt *kl = sched_for(s, block, kv, ix_c(s, 0), ix_c(s, g->k), 1);
+    LoopExpr *src = named(
+        s, kl, "src", ix_add(s, ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb)), r->colbase));
+    LoopExpr *dst = named(s, kl, "dst", ix_mulc(s, ix_v(s, kv), nr));
+    LoopVar *j = sched_ivar(s, "j");
+    LoopStmt *jl = sched_for(s, kl, j, ix_c(s, 0), ix_c(s, np), 1);
+    for (uint32_t v = 0; v < r->nv; v++) {
+        LoopExpr *si = ix_add(s, src, ix_addc(s, ix_mulc(s, ix_v(s, j), nr), v * s->vl));
+        LoopExpr *di = ix_add(s, dst, ix_addc(s, ix_mulc(s, ix_v(s, j), nr * g->k), v * s->vl));
+        ls_append(s->p, jl, ls_store(s->p, r->bpk, di, fx_load(s, g->b, si, s->vl)));
+    }
+}
+
+/* The whole panels of this column block (the last one may be partial) into thread scratch. */
+static void pack_b(Sched *s, LoopStmt *block, const GemmRun *r, int64_t width, int64_t last,
+                   LoopExpr *cbk, int64_t ncb)
+{
+    int64_t nr = (int64_t)r->nv * s->vl;
+    if (last == width) {
+        pack_panels(s, block, r, width / nr);
+        return;
+    }
+    LoopStmt *full = ls_block(s->p), *part = ls_block(s->p);
+    ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_LT, cbk, ix_c(s, ncb - 1)), full, part));
+    pack_panels(s, full, r, width / nr);
+    pack_panels(s, part, r, last / nr);
+}
+
+/* Software prefetch (into L2) of the next column block's rows of B while row block rb runs:
+ * rows [rb * per, (rb + 1) * per) of the K rows, so that the whole block is asked for once,
+ * spread over the row blocks. Only when the next block is a whole one of the same batch. */
+static void prefetch_next(Sched *s, LoopStmt *block, const GemmRun *r, int64_t width, int64_t last,
+                          LoopExpr *cbk, int64_t ncb, int64_t mblk)
+{
+    const Gemm *g = r->g;
+    int64_t upto = ncb - 1 - (last != width); /* blocks before it have a whole next one */
+    if (upto <= 0)
+        return;
+    int64_t per = (g->k + mblk - 1) / mblk;
+    LoopStmt *then = ls_block(s->p);
+    ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_LT, cbk, ix_c(s, upto)), then, NULL));
+    LoopExpr *lo = ix_mulc(s, r->rb, per);
+    LoopExpr *hi = bin(s, LOP_MIN, ix_addc(s, lo, per), ix_c(s, g->k));
+    LoopVar *kv = sched_ivar(s, "k");
+    LoopStmt *kl = sched_for(s, then, kv, lo, hi, 1);
+    LoopExpr *row = named(s, kl, "pf",
+                          ix_add(s, ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb)),
+                                 ix_addc(s, r->colbase, width)));
+    LoopVar *c = sched_ivar(s, "c");
+    LoopStmt *cl = sched_for(s, kl, c, ix_c(s, 0), ix_c(s, width), 16);
+    ls_append(s->p, cl, ls_prefetch(s->p, g->b, ix_add(s, row, ix_v(s, c)), 2));
+}
+
 /* Parallel over (batch, column block), the row blocks in order inside: a column block of B
  * stays in cache for all of them, and row reductions are accumulated in a fixed order. */
 static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t batches,
@@ -446,6 +529,8 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     if (g->img_w)
         r->y = named(s, body, "y", cbk);
     r->colbase = named(s, body, "col", ix_mulc(s, cbk, width));
+    if (r->bpk)
+        pack_b(s, body, r, width, last, cbk, ncb);
     LoopVar *rb = sched_ivar(s, "rb");
     LoopStmt *rl = sched_for(s, body, rb, ix_c(s, 0), ix_c(s, mblk), 1);
     r->rb = ix_v(s, rb);
@@ -455,8 +540,21 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     if (g->bias)
         r->zbase = named(s, rl, "zr", g->bias_row ? ix_add(s, zb, row0) : zb);
     epi_rows(s, r, bt, row0, rl, false, 0);
+    if (r->bpk)
+        prefetch_next(s, rl, r, width, last, cbk, ncb, mblk);
+    if (g->epi && g->img_w && !s->prepare) { /* upsamples of this image row, per channel */
+        FusePoint rows[MAX_MR];
+        uint32_t xax = 0;
+        for (uint32_t d = 0; d < g->epi->rank; d++)
+            if (g->cax[d] == 3)
+                xax = d;
+        for (uint32_t i = 0; i < r->mr; i++)
+            rows[i] = col_point(r, i, NULL, NULL, 1, NULL);
+        fuse_build_rows(s, g->epi, rows, r->mr, xax, g->img_w, rl);
+    }
     block_span(s, rl, r, width, last, cbk, ncb, nv, gemm_tile, r);
     if (g->epi) {
+        fuse_unbuild(g->epi);
         fuse_unhoist(g->epi);
         bool means = false;
         for (uint32_t k = 0; k < g->epi->nside; k++)
@@ -471,6 +569,40 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     }
 }
 
+/* A packed as [M/MR][K][MR] per M x K matrix at create time, so that the micro-kernel reads
+ * one contiguous stream of weights: for a prepared A (a weight) whose matrices are contiguous
+ * (lda = K) at multiples of M * K. NULL when A does not qualify. */
+static const LoopBuffer *pack_a(Sched *s, const Gemm *g, uint32_t mr)
+{
+    const LoopBuffer *a = g->a;
+    int64_t mk = g->m * g->k;
+    if (s->prepare || mr < 2 || a->kind != BUF_PREPARED || g->lda != g->k || a->elems % mk ||
+        g->a_off % mk)
+        return NULL;
+    for (uint32_t d = 0; d < g->nbatch; d++)
+        if (g->sa[d] % mk)
+            return NULL;
+    char name[300], comment[400];
+    snprintf(name, sizeof name, "%s_mr%u", a->name, mr);
+    snprintf(comment, sizeof comment, "%s packed as [%lld][%lld][%u] per matrix", a->name,
+             (long long)(g->m / mr), (long long)g->k, mr);
+    SchedSave save;
+    const LoopBuffer *pk = sched_prepare_begin(s, name, comment, a->elems, &save);
+    int64_t blocks = a->elems / (mr * g->k);
+    LoopVar *bv = sched_ivar(s, "blk");
+    LoopStmt *bl = sched_for(s, s->k->body, bv, ix_c(s, 0), ix_c(s, blocks), 1);
+    LoopExpr *base = named(s, bl, "base", ix_mulc(s, ix_v(s, bv), mr * g->k));
+    LoopVar *kv = sched_ivar(s, "k");
+    LoopStmt *kl = sched_for(s, bl, kv, ix_c(s, 0), ix_c(s, g->k), 1);
+    for (uint32_t i = 0; i < mr; i++) {
+        LoopExpr *di = ix_add(s, base, ix_addc(s, ix_mulc(s, ix_v(s, kv), mr), i));
+        LoopExpr *si = ix_add(s, base, ix_addc(s, ix_v(s, kv), i * g->k));
+        ls_append(s->p, kl, ls_store(s->p, pk, di, fx_load(s, a, si, 1)));
+    }
+    sched_prepare_end(s, &save);
+    return pk;
+}
+
 /* Emits the GEMM into the current kernel (which must be empty so far). */
 static void gemm(Sched *s, const Gemm *g)
 {
@@ -480,9 +612,15 @@ static void gemm(Sched *s, const Gemm *g)
     uint32_t mr = pick_mr(g->m, MAX_MR);
     uint32_t nv = mr >= 8 ? 2 : MAX_NV;
     int64_t mblk = g->m / mr;
-    GemmRun r = {.g = g, .mr = mr, .colbase = ix_c(s, 0)};
+    GemmRun r = {.g = g, .mr = mr, .nv = nv, .colbase = ix_c(s, 0)};
+    if (!g->dot)
+        r.apk = pack_a(s, g, mr);
     if (g->cols_outer) {
         FUSE_ASSERT(!g->dot);
+        int64_t width = g->img_w ? g->img_w : (g->n < COL_BLOCK ? g->n : COL_BLOCK);
+        int64_t nr = (int64_t)nv * s->vl;
+        if (!s->prepare && mblk >= 2 && width >= nr && g->k * (width / nr) * nr * 4 <= PACK_B_BYTES)
+            r.bpk = sched_thread(s, "panel", s->k->nvars, g->k * (width / nr) * nr);
         gemm_cols(s, g, &r, nv, batches, mblk);
         return;
     }

@@ -11,7 +11,10 @@
  * Evaluation at a point of `lanes` consecutive elements along the lane axis: a leaf is a
  * vector load (stride 1), a broadcast scalar load (stride 0) or a gather (other strides); an
  * upsample computes its taps per lane (index and weight vectors, gathered taps) exactly as the
- * unfused kernel does per element; a subtree that does not vary along the lane axis is computed
+ * unfused kernel does per element (or, in a contraction's epilogue over image rows, is built once
+ * per row block and image row into thread scratch and loaded: fuse_build_rows; an x2 bilinear
+ * upsample then takes its taps from one vector load per input row by shuffles, with the same
+ * weights and operations); a subtree that does not vary along the lane axis is computed
  * once as a scalar and broadcast, and one that depends only on the axes fixed outside the inner
  * loops is hoisted there (per row). Float operations are those of the unfused lowering, in the
  * same order, so fusion does not change results (reductions aside: see below).
@@ -684,9 +687,32 @@ static Taps axis_taps(Sched *s, Fuse *f, LoopStmt *block, const Node *n, int axi
     return t;
 }
 
-/* upsample at pt, `lanes` wide (1 when it does not vary along the lane axis). */
+/* Lane l of an x2 interior vector reads taps i0 = jb + x2_sel(l), i1 = jb + x2_sel(l) + 1
+ * (jb = x0 / 2 - 1: input columns (x0 + l) / 2 - 1 for even l, (x0 + l) / 2 for odd l). */
+static const uint8_t *x2_sel(uint32_t lanes, uint32_t plus)
+{
+    static uint8_t sel[2][16];
+    for (uint32_t l = 0; l < lanes && l < 16; l++) {
+        sel[0][l] = (uint8_t)((l + 1) / 2);
+        sel[1][l] = (uint8_t)((l + 1) / 2 + 1);
+    }
+    return sel[plus];
+}
+
+/* The two taps of a row starting at r (scalar) for an x2 interior vector starting at input
+ * column jb: one vector load, two shuffles. */
+static void x2_taps(Sched *s, const LoopBuffer *b, LoopExpr *r, LoopExpr *jb, uint32_t lanes,
+                    LoopStmt *block, LoopExpr **i0, LoopExpr **i1)
+{
+    LoopExpr *v = sched_local(s, block, "z", fx_load(s, b, ix_add(s, r, jb), lanes));
+    *i0 = lx_shuffle(s->p, v, x2_sel(lanes, 0));
+    *i1 = lx_shuffle(s->p, v, x2_sel(lanes, 1));
+}
+
+/* upsample at pt, `lanes` wide (1 when it does not vary along the lane axis). jb: NULL, or
+ * the first input column of an x2 interior vector (see fuse_build_rows). */
 static LoopExpr *eval_resample(Sched *s, Fuse *f, const TNode *t, const FusePoint *pt,
-                               uint32_t lanes, LoopStmt *block)
+                               uint32_t lanes, LoopStmt *block, LoopExpr *jb)
 {
     const Node *n = t->n;
     const Shape *is = &n->inputs[0]->shape;
@@ -704,10 +730,17 @@ static LoopExpr *eval_resample(Sched *s, Fuse *f, const TNode *t, const FusePoin
         return fetch(s, t->buf, iadd(s, r0, tx.i0));
     LoopExpr *r1 = sched_local(
         s, block, "r", iadd(s, plane, vbin(s, LOP_MUL, ty.i1, iconst(s, iw, ty.i1->type.lanes))));
-    LoopExpr *a = fetch(s, t->buf, iadd(s, r0, tx.i0));
-    LoopExpr *b = fetch(s, t->buf, iadd(s, r0, tx.i1));
-    LoopExpr *c = fetch(s, t->buf, iadd(s, r1, tx.i0));
-    LoopExpr *d = fetch(s, t->buf, iadd(s, r1, tx.i1));
+    LoopExpr *a, *b, *c, *d;
+    if (jb) {
+        FUSE_ASSERT(r0->type.lanes == 1 && r1->type.lanes == 1 && lanes > 1);
+        x2_taps(s, t->buf, r0, jb, lanes, block, &a, &b);
+        x2_taps(s, t->buf, r1, jb, lanes, block, &c, &d);
+    } else {
+        a = fetch(s, t->buf, iadd(s, r0, tx.i0));
+        b = fetch(s, t->buf, iadd(s, r0, tx.i1));
+        c = fetch(s, t->buf, iadd(s, r1, tx.i0));
+        d = fetch(s, t->buf, iadd(s, r1, tx.i1));
+    }
     LoopExpr *w0 = tx.l0, *h0 = ty.l0;
     LoopExpr *top = vbin(s, LOP_ADD, vbin(s, LOP_MUL, w0, a), vbin(s, LOP_MUL, tx.l1, b));
     LoopExpr *bot = vbin(s, LOP_ADD, vbin(s, LOP_MUL, w0, c), vbin(s, LOP_MUL, tx.l1, d));
@@ -746,7 +779,10 @@ static LoopExpr *eval(Sched *s, Fuse *f, TNode *t, const FusePoint *pt, LoopStmt
         v = eval_leaf(s, t, pt, lanes);
         break;
     case T_RESAMPLE:
-        v = eval_resample(s, f, t, pt, lanes, block);
+        if (t->ubase[pt->slot])
+            v = fx_load(s, t->ubuf, ix_add(s, t->ubase[pt->slot], pt->at[t->ax_x]), lanes);
+        else
+            v = eval_resample(s, f, t, pt, lanes, block, NULL);
         break;
     case T_OP: {
         /* operands are locals: an op may read one several times (relu, silu, gelu) */
@@ -798,6 +834,72 @@ void fuse_unhoist(Fuse *f)
 {
     for (uint32_t i = 0; i < f->nnodes; i++)
         memset(f->nodes[i]->hoisted, 0, sizeof f->nodes[i]->hoisted);
+}
+
+typedef struct BuildCtx {
+    Fuse *f;
+    const TNode *t;
+    const FusePoint *rows;
+    uint32_t n, x_axis;
+    int64_t width; /* row i is at i * width in t->ubuf */
+    bool x2;       /* columns of x2 interior vectors */
+} BuildCtx;
+
+static void build_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, uint32_t nv,
+                       const void *ctx)
+{
+    (void)nv;
+    const BuildCtx *c = ctx;
+    LoopExpr *jb = c->x2 ? sched_local(s, block, "jb", ix_addc(s, ix_div(s, at, 2), -1)) : NULL;
+    for (uint32_t i = 0; i < c->n; i++) { /* the rows share the taps */
+        FusePoint pt = c->rows[i];
+        pt.at[c->x_axis] = at;
+        pt.lane_axis = c->x_axis;
+        pt.lanes = lanes;
+        pt.acc = NULL;
+        LoopExpr *v = eval_resample(s, c->f, c->t, &pt, lanes, block, jb);
+        ls_append(s->p, block, ls_store(s->p, c->t->ubuf, ix_addc(s, at, i * c->width), v));
+    }
+}
+
+void fuse_build_rows(Sched *s, Fuse *f, const FusePoint *rows, uint32_t n, uint32_t x_axis,
+                     int64_t width, LoopStmt *block)
+{
+    uint32_t vl = s->vl;
+    for (uint32_t k = 0; k < f->nnodes; k++) {
+        TNode *t = f->nodes[k];
+        if (t->kind != T_RESAMPLE || t->ax_x != (int32_t)x_axis || t->x_add != 0)
+            continue;
+        const Node *up = t->n;
+        int64_t in_w = up->inputs[0]->shape.dim[3], out_w = up->shape.dim[3];
+        if (!t->ubuf || t->ubuf->elems < (int64_t)n * width)
+            t->ubuf = sched_thread(s, "up", up->id, (int64_t)n * width);
+        /* x2 interior vectors: x0 in [vl, hi), where the load from x0/2 - 1 stays in the
+         * row and no tap is clamped (x0 <= 2 (in_w + 1 - vl)); the rest as computed */
+        int64_t lo = 0, hi = 0, last = 2 * (in_w + 1 - (int64_t)vl);
+        if (up->attr.upsample.bilinear && !up->attr.upsample.align_corners &&
+            up->attr.upsample.ratio_w == 0.5f && out_w == 2 * in_w && width == out_w && vl >= 8 &&
+            last >= (int64_t)vl) {
+            lo = vl;
+            hi = lo + ((last - lo) / vl + 1) * vl;
+        }
+        BuildCtx c = {f, t, rows, n, x_axis, width, false};
+        for (uint32_t i = 0; i < n; i++)
+            t->ubase[rows[i].slot] = NULL;
+        sched_span(s, block, 0, lo, 1, build_body, &c, "x");
+        c.x2 = true;
+        sched_span(s, block, lo, hi, 1, build_body, &c, "x");
+        c.x2 = false;
+        sched_span(s, block, hi, width, 1, build_body, &c, "x");
+        for (uint32_t i = 0; i < n; i++)
+            t->ubase[rows[i].slot] = ix_c(s, (int64_t)i * width);
+    }
+}
+
+void fuse_unbuild(Fuse *f)
+{
+    for (uint32_t i = 0; i < f->nnodes; i++)
+        memset(f->nodes[i]->ubase, 0, sizeof f->nodes[i]->ubase);
 }
 
 LoopExpr *fuse_side_init(Sched *s, const FuseSide *sd, uint32_t lanes)

@@ -122,6 +122,18 @@ const LoopBuffer *sched_value(Sched *s, const Node *n);
 const LoopBuffer *sched_dest(Sched *s, const Node *n);
 /* New scratch of `elems` f32 named "<base><id>". */
 const LoopBuffer *sched_scratch(Sched *s, const char *base, uint32_t id, int64_t elems);
+/* New per-thread scratch (BUF_THREAD) of `elems` f32 named "<base><id>". */
+const LoopBuffer *sched_thread(Sched *s, const char *base, uint32_t id, int64_t elems);
+/* A new prepared buffer of `elems` f32 and the prepare kernel "prep_<name>" that fills it,
+ * made the current kernel (serial loops); sched_prepare_end returns to the kernel that was
+ * current. */
+typedef struct SchedSave {
+    LoopKernel *k;
+    bool prepare;
+} SchedSave;
+const LoopBuffer *sched_prepare_begin(Sched *s, const char *name, const char *comment,
+                                      int64_t elems, SchedSave *save);
+void sched_prepare_end(Sched *s, const SchedSave *save);
 /* The prepared [cols, rows] transpose of the 2-D weight node w ([rows, cols]). */
 const LoopBuffer *sched_transposed(Sched *s, const Node *w);
 /* e itself when it is a variable or a constant (maybe broadcast), else a new local of the
@@ -225,6 +237,10 @@ typedef struct TNode {
     uint32_t gen; /* evaluation memo: valid while it equals Fuse.gen */
     LoopExpr *memo;
     const LoopVar *hoisted[FUSE_MAX_SLOTS]; /* computed before the loops that do not change it */
+    /* T_RESAMPLE built by fuse_build_rows: its values along the column axis for slot i are in
+     * ubuf at ubase[i] + column (ubase[i] NULL: computed at the point) */
+    const LoopBuffer *ubuf;
+    LoopExpr *ubase[FUSE_MAX_SLOTS];
 } TNode;
 
 /* A reduction accumulated in the group's loops. */
@@ -283,6 +299,14 @@ void fuse_deps(Fuse *f);
 /* DECLs into block, for slot pt->slot, every value that depends only on the axes in `fixed`. */
 void fuse_hoist(Sched *s, Fuse *f, uint32_t fixed, const FusePoint *pt, LoopStmt *block);
 void fuse_unhoist(Fuse *f);
+/* Computes, into per-thread scratch (block inside the parallel loop), every upsample of f
+ * along column axis x_axis at the points rows[0..n) (every axis set but x_axis) for columns
+ * [0, width); fuse_value then loads them. An x2 bilinear upsample (align_corners false) takes
+ * its taps by shuffles of one vector load per input row instead of gathers. fuse_unbuild
+ * forgets them when the loops that read them are done. */
+void fuse_build_rows(Sched *s, Fuse *f, const FusePoint *rows, uint32_t n, uint32_t x_axis,
+                     int64_t width, LoopStmt *block);
+void fuse_unbuild(Fuse *f);
 /* The root's value at pt (locals for shared subexpressions go into block). */
 LoopExpr *fuse_value(Sched *s, Fuse *f, const FusePoint *pt, LoopStmt *block);
 /* Index of the first lane of pt in buffer strides st (NULL coordinates count as 0). */

@@ -246,6 +246,14 @@ static void upsample_in_consumer(void **state)
         {"upsample_output",
          G("l: f32[1,3,5,7]) -> f32[1,3,10,14]", "return upsample(l, scale=2, mode=bilinear)"), 1,
          NULL},
+        /* wide enough for packed column panels, the next block's prefetch and x2 interior
+         * vectors built by shuffles at 8 and 16 lanes; an odd width leaves tails */
+        {"seed_rewritten_x2",
+         G("h: f32[2,16,6,70], l: f32[2,16,3,35]) -> f32[2,16,6,70]",
+           "z = conv2d(l, out=16, kernel=1) @zl\n"
+           "return relu(conv2d(h, out=16, kernel=1) @zh + upsample(z, size=[6, 70], "
+           "mode=bilinear))"),
+         2, "conv2d not fused into upsample: upsample reads it at interpolated positions"},
     };
     run_cases(cases, countof(cases));
 }

@@ -239,6 +239,12 @@ static Val eval(Eval *ev, const LoopExpr *e)
         for (uint32_t l = 0; l < e->type.lanes; l++)
             r.i[l] = l;
         return r;
+    case LEXPR_SHUFFLE: {
+        Val a = eval(ev, e->op.a);
+        for (uint32_t l = 0; l < e->type.lanes; l++)
+            r.f[l] = a.f[e->op.sel[l]];
+        return r;
+    }
     case LEXPR_GATHER: {
         Val at = eval(ev, e->load.index);
         for (uint32_t l = 0; l < e->type.lanes && !ev->oob; l++) {
@@ -750,6 +756,39 @@ static void conv_ops(void **state)
     run_cases(cases, countof(cases));
 }
 
+/* The contraction kernels' packed weights, packed column blocks in thread scratch, prefetch of
+ * the next block and upsampled rows built per channel block (x2 ones by shuffles): whole and
+ * partial column blocks and panels, batches, scalar tails, rows wide enough for x2 interior
+ * vectors at every vector width. */
+static void contraction_kernels(void **state)
+{
+    (void)state;
+    static const Case cases[] = {
+        {"conv1x1_blocks",
+         G("x: f32[2,24,9,120]) -> f32[2,16,9,120]", "return conv2d(x, out=16, kernel=1) @c"),
+         NULL},
+        {"seed_x2",
+         G("h: f32[1,16,6,64], l: f32[1,16,3,32]) -> f32[1,16,6,64]",
+           "z = conv2d(l, out=16, kernel=1) @zl\n"
+           "return relu(conv2d(h, out=16, kernel=1, bias=false) @zh + "
+           "upsample(z, size=[6, 64], mode=bilinear))"),
+         NULL},
+        {"seed_x2_odd",
+         G("h: f32[2,8,5,70], l: f32[2,16,3,35]) -> f32[2,16,5,70]",
+           "z = conv2d(l, out=16, kernel=1) @zl\n"
+           "return relu(conv2d(h, out=16, kernel=1, bias=false) @zh + "
+           "upsample(z, size=[5, 70], mode=bilinear))"),
+         NULL},
+        {"seed_x2_aligned",
+         G("h: f32[1,8,4,48], l: f32[1,8,2,24]) -> f32[1,16,4,48]",
+           "z = conv2d(l, out=16, kernel=1) @zl\n"
+           "return relu(conv2d(h, out=16, kernel=1, bias=false) @zh + "
+           "upsample(z, scale=2, mode=bilinear, align_corners=true))"),
+         NULL},
+    };
+    run_cases(cases, countof(cases));
+}
+
 static void outputs_and_weights(void **state)
 {
     (void)state;
@@ -912,6 +951,7 @@ int main(void)
         cmocka_unit_test(norm_and_pool_ops),
         cmocka_unit_test(contraction_ops),
         cmocka_unit_test(conv_ops),
+        cmocka_unit_test(contraction_kernels),
         cmocka_unit_test(outputs_and_weights),
         cmocka_unit_test(buffers_and_kernels),
         cmocka_unit_test(output_copies_and_names),
