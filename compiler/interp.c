@@ -185,12 +185,12 @@ static double unary(const Node *n, double x)
         return fabs(x);
     case OP_NEG:
         return -x;
-    case OP_GELU:
+    case OP_GELU: /* in forms without the cancellation of 1 + erf and 1 + tanh for x < 0 */
         if (n->attr.gelu.tanh) {
-            const double k = 0.79788456080286535588; /* sqrt(2/pi) */
-            return 0.5 * x * (1.0 + tanh(k * (x + 0.044715 * x * x * x)));
+            const double k = 0.79788456080286535588;                       /* sqrt(2/pi) */
+            return x / (1.0 + exp(-2.0 * k * (x + 0.044715 * x * x * x))); /* 1 + tanh(u) */
         }
-        return 0.5 * x * (1.0 + erf(x * 0.70710678118654752440)); /* x / sqrt(2) */
+        return 0.5 * x * erfc(-x * 0.70710678118654752440); /* 1 + erf(x / sqrt 2) */
     default:
         FUSE_UNREACHABLE();
     }

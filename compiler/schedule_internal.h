@@ -318,6 +318,9 @@ LoopExpr *fuse_side_finish(Sched *s, const FuseSide *sd, LoopExpr *acc);
 /* The value of elementwise node n (unary, binary, batchnorm) from its operands' values, all
  * `lanes` wide (schedule_pw.c). */
 LoopExpr *sched_elementwise(Sched *s, const Node *n, LoopExpr *const *args, uint32_t lanes);
+/* GELU of x (`lanes` wide), exact or with tanh_form the tanh approximation, without the
+ * cancellation of 1 + erf and 1 + tanh for negative x (schedule_gelu.c). */
+LoopExpr *sched_gelu(Sched *s, LoopExpr *x, bool tanh_form, uint32_t lanes);
 
 /* ---- lowerings, one per op class ---- */
 

@@ -364,25 +364,6 @@ static LoopExpr *bin(Sched *s, LoopOp op, LoopExpr *a, LoopExpr *b)
     return lx_binary(s->p, op, a, b);
 }
 
-/* gelu: 0.5 x (1 + erf(x / sqrt 2)), or with approximate=tanh
- * 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))). */
-static LoopExpr *gelu(Sched *s, const Node *n, LoopExpr *x, uint32_t lanes)
-{
-    LoopExpr *inner;
-    LoopOp f;
-    if (n->attr.gelu.tanh) {
-        LoopExpr *cube =
-            bin(s, LOP_MUL, bin(s, LOP_MUL, fx_c(s, 0.044715f, lanes), x), bin(s, LOP_MUL, x, x));
-        inner = bin(s, LOP_MUL, fx_c(s, 0.7978845608f, lanes), bin(s, LOP_ADD, x, cube));
-        f = LOP_TANH;
-    } else {
-        inner = bin(s, LOP_MUL, x, fx_c(s, 0.7071067812f, lanes));
-        f = LOP_ERF;
-    }
-    LoopExpr *one_plus = bin(s, LOP_ADD, fx_c(s, 1.0f, lanes), un(s, f, inner));
-    return bin(s, LOP_MUL, bin(s, LOP_MUL, fx_c(s, 0.5f, lanes), x), one_plus);
-}
-
 static LoopExpr *unary_value(Sched *s, const void *ctx, LoopExpr *const *args, uint32_t lanes)
 {
     const Node *n = ctx;
@@ -408,7 +389,7 @@ static LoopExpr *unary_value(Sched *s, const void *ctx, LoopExpr *const *args, u
     case OP_NEG:
         return un(s, LOP_NEG, x);
     case OP_GELU:
-        return gelu(s, n, x, lanes);
+        return sched_gelu(s, x, n->attr.gelu.tanh, lanes);
     default:
         FUSE_UNREACHABLE();
     }

@@ -65,10 +65,12 @@ static double ref_gelu(double x)
     return 0.5 * x * erfc(-x * 0.70710678118654752440);
 }
 
+/* 0.5 x (1 + tanh(u)) as x / (1 + exp(-2u)): the same value, without the cancellation that
+ * makes 1 + tanh(u) exactly 0 in double for u < -19. */
 static double ref_gelu_tanh(double x)
 {
     const double k = 0.79788456080286535588; /* sqrt(2/pi) */
-    return 0.5 * x * (1.0 + tanh(k * (x + 0.044715 * x * x * x)));
+    return x / (1.0 + exp(-2.0 * k * (x + 0.044715 * x * x * x)));
 }
 
 /* silu is x * sigmoid(x) (as PyTorch computes it): sigmoid's 2 ulp and the product's rounding
@@ -81,8 +83,8 @@ static const MathOp ops[] = {
     {"sigmoid", "sigmoid(x)", ref_sigmoid, 2, 0, 2},
     {"tanh", "tanh(x)", ref_tanh, 2, 0, 2},
     {"silu", "silu(x)", ref_silu, 3, 0x1p-119f, 208},
-    {"gelu", "gelu(x)", ref_gelu, 2, 0, 2},
-    {"gelu_tanh", "gelu(x, approximate=tanh)", ref_gelu_tanh, 2, 0, 2},
+    {"gelu", "gelu(x)", ref_gelu, 3, 0, 3},
+    {"gelu_tanh", "gelu(x, approximate=tanh)", ref_gelu_tanh, 3, 0x1p-6f, 256},
 };
 
 /* Distance in representable floats between got and want, counting +0 and -0 as one value; NaN
