@@ -24,9 +24,7 @@
  *   matmul   torch.matmul with broadcast batch axes (1-D operands as [1, K] / [K, 1]); for
  *            fewer columns than lanes, B transposed per batch into scratch and the dot form
  *   conv2d   1x1, stride 1, no padding: per (image, group) W [og, cg] times X [cg, H*W], row
- *            bias; otherwise direct: MR output channels per output row, vectors along the
- *            output width where every tap is inside the row (stride 1), scalar with bounds
- *            checks at the borders and for strided convolutions
+ *            bias (conv_pointwise); every other conv is in schedule_conv.c
  *   mha      projections, scaled scores (dot form on K's rows, or K transposed per head),
  *            softmax, P V, out projection
  * Numerics: f32 accumulation with fused multiply-adds (interp.c uses double); within the
@@ -40,7 +38,7 @@
 #include "util.h"
 
 /* PACK_B_BYTES: the largest packed column block of B (per-thread scratch, meant for L2). */
-enum { MAX_MR = 8, MAX_NV = 4, COL_BLOCK = 256, PACK_B_BYTES = 1 << 20 };
+enum { COL_BLOCK = 256, PACK_B_BYTES = 1 << 20 };
 
 typedef struct Gemm {
     const LoopBuffer *a, *b, *c, *bias; /* bias may be NULL; c NULL: no store (an epilogue whose
@@ -81,32 +79,28 @@ typedef struct GemmRun {
     const LoopVar *vacc[PLAN_MAX_SIDES][MAX_MR], *sacc[PLAN_MAX_SIDES][MAX_MR];
 } GemmRun;
 
-static LoopExpr *bin(Sched *s, LoopOp op, LoopExpr *a, LoopExpr *b)
-{
-    return lx_binary(s->p, op, a, b);
-}
-
-static LoopVar *decl(Sched *s, LoopStmt *block, LoopVar *v, LoopExpr *init)
-{
-    ls_append(s->p, block, ls_decl(s->p, v, init));
-    return v;
-}
-
-/* e itself when it is a variable or a constant, else a new local holding it. */
-static LoopExpr *named(Sched *s, LoopStmt *block, const char *name, LoopExpr *e)
-{
-    if (e->kind == LEXPR_VAR || e->kind == LEXPR_CONST_I)
-        return e;
-    return ix_v(s, decl(s, block, sched_ivar(s, name), e));
-}
-
 /* The largest power of two <= max dividing m: row blocks without a remainder. */
-static uint32_t pick_mr(int64_t m, uint32_t max)
+uint32_t pick_mr(int64_t m, uint32_t max)
 {
     for (uint32_t mr = max; mr > 1; mr /= 2)
         if (m % mr == 0)
             return mr;
     return 1;
+}
+
+/* The register tile, MR rows by NV vectors: its MR * NV accumulators, NV vectors of B and one
+ * broadcast of A must fit the vector registers, or the accumulators spill to the stack every
+ * k step. 16 lanes means AVX-512 and 32 registers (8 x 2; 4 x 4 for fewer rows); 8 or 4 lanes
+ * mean AVX2 or SSE and 16 registers (4 x 3 uses all of them; 2 x 4, 1 x 4 for fewer rows). */
+void pick_tile(const Sched *s, int64_t m, uint32_t *mr, uint32_t *nv)
+{
+    if (s->vl >= 16) {
+        *mr = pick_mr(m, MAX_MR);
+        *nv = *mr >= 8 ? 2 : MAX_NV;
+    } else {
+        *mr = pick_mr(m, 4);
+        *nv = *mr >= 4 ? 3 : MAX_NV;
+    }
 }
 
 /* ---- epilogues ---- */
@@ -137,7 +131,7 @@ static void batch_coords(Sched *s, const Gemm *g, LoopExpr *bt, LoopExpr **bpart
     for (uint32_t d = 0; d < g->epi->rank; d++) {
         bpart[d] = ix_c(s, 0);
         if (g->bdig[d] >= 0)
-            bpart[d] = named(
+            bpart[d] = sched_local(
                 s, block, "e",
                 ix_mulc(s, digit_of(s, bt, g->bdim, g->nbatch, (uint32_t)g->bdig[d]), g->bmul[d]));
     }
@@ -157,8 +151,9 @@ static void row_point(Sched *s, const Gemm *g, LoopExpr *const *bpart, LoopExpr 
             continue;
         LoopExpr *c = bpart[d];
         if (g->rdig[d] >= 0)
-            c = named(s, block, "e",
-                      ix_add(s, c, digit_of(s, row, g->rdim, g->nrdig, (uint32_t)g->rdig[d])));
+            c = sched_local(
+                s, block, "e",
+                ix_add(s, c, digit_of(s, row, g->rdim, g->nrdig, (uint32_t)g->rdig[d])));
         pt->at[d] = c;
     }
 }
@@ -292,7 +287,7 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
         }
     bool packed = r->bpk && nv == r->nv && lanes == s->vl; /* a whole panel */
     int64_t nr = (int64_t)r->nv * s->vl;
-    LoopExpr *panel = packed ? named(s, block, "pb", ix_mulc(s, at, g->k)) : NULL;
+    LoopExpr *panel = packed ? sched_local(s, block, "pb", ix_mulc(s, at, g->k)) : NULL;
     LoopVar *kv = sched_ivar(s, "k");
     LoopStmt *kl = sched_for(s, block, kv, ix_c(s, 0), ix_c(s, g->k), 1);
     LoopExpr *brow = packed ? ix_add(s, panel, ix_mulc(s, ix_v(s, kv), nr))
@@ -406,7 +401,7 @@ static void gemm_columns(Sched *s, LoopStmt *body, GemmRun *r, uint32_t nv)
     LoopVar *y = sched_ivar(s, "y");
     LoopStmt *yl = sched_for(s, body, y, ix_c(s, 0), ix_c(s, g->n / g->img_w), 1);
     r->y = ix_v(s, y);
-    r->colbase = named(s, yl, "col", ix_mulc(s, r->y, g->img_w));
+    r->colbase = sched_local(s, yl, "col", ix_mulc(s, r->y, g->img_w));
     sched_span(s, yl, 0, g->img_w, nv, gemm_tile, r, "x");
 }
 
@@ -459,9 +454,9 @@ static void pack_panels(Sched *s, LoopStmt *block, const GemmRun *r, int64_t np)
     int64_t nr = (int64_t)r->nv * s->vl;
     LoopVar *kv = sched_ivar(s, "k");
     LoopStmt *kl = sched_for(s, block, kv, ix_c(s, 0), ix_c(s, g->k), 1);
-    LoopExpr *src = named(
+    LoopExpr *src = sched_local(
         s, kl, "src", ix_add(s, ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb)), r->colbase));
-    LoopExpr *dst = named(s, kl, "dst", ix_mulc(s, ix_v(s, kv), nr));
+    LoopExpr *dst = sched_local(s, kl, "dst", ix_mulc(s, ix_v(s, kv), nr));
     LoopVar *j = sched_ivar(s, "j");
     LoopStmt *jl = sched_for(s, kl, j, ix_c(s, 0), ix_c(s, np), 1);
     for (uint32_t v = 0; v < r->nv; v++) {
@@ -503,9 +498,9 @@ static void prefetch_next(Sched *s, LoopStmt *block, const GemmRun *r, int64_t w
     LoopExpr *hi = bin(s, LOP_MIN, ix_addc(s, lo, per), ix_c(s, g->k));
     LoopVar *kv = sched_ivar(s, "k");
     LoopStmt *kl = sched_for(s, then, kv, lo, hi, 1);
-    LoopExpr *row = named(s, kl, "pf",
-                          ix_add(s, ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb)),
-                                 ix_addc(s, r->colbase, width)));
+    LoopExpr *row = sched_local(s, kl, "pf",
+                                ix_add(s, ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb)),
+                                       ix_addc(s, r->colbase, width)));
     LoopVar *c = sched_ivar(s, "c");
     LoopStmt *cl = sched_for(s, kl, c, ix_c(s, 0), ix_c(s, width), 16);
     ls_append(s->p, cl, ls_prefetch(s->p, g->b, ix_add(s, row, ix_v(s, c)), 2));
@@ -521,24 +516,24 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     LoopVar *t = sched_ivar(s, "t");
     LoopStmt *body = sched_par(s, t, batches * ncb);
     LoopExpr *cbk = ix_mod(s, ix_v(s, t), ncb), *bt = ix_div(s, ix_v(s, t), ncb);
-    LoopExpr *ab = named(s, body, "ab", batch_offset(s, g, bt, g->sa, g->a_off));
-    LoopExpr *cb = named(s, body, "cb", batch_offset(s, g, bt, g->sc, g->c_off));
+    LoopExpr *ab = sched_local(s, body, "ab", batch_offset(s, g, bt, g->sa, g->a_off));
+    LoopExpr *cb = sched_local(s, body, "cb", batch_offset(s, g, bt, g->sc, g->c_off));
     LoopExpr *zb =
-        g->bias ? named(s, body, "zb", batch_offset(s, g, bt, g->sbias, g->bias_off)) : NULL;
-    r->bbase = named(s, body, "bb", batch_offset(s, g, bt, g->sb, g->b_off));
+        g->bias ? sched_local(s, body, "zb", batch_offset(s, g, bt, g->sbias, g->bias_off)) : NULL;
+    r->bbase = sched_local(s, body, "bb", batch_offset(s, g, bt, g->sb, g->b_off));
     if (g->img_w)
-        r->y = named(s, body, "y", cbk);
-    r->colbase = named(s, body, "col", ix_mulc(s, cbk, width));
+        r->y = sched_local(s, body, "y", cbk);
+    r->colbase = sched_local(s, body, "col", ix_mulc(s, cbk, width));
     if (r->bpk)
         pack_b(s, body, r, width, last, cbk, ncb);
     LoopVar *rb = sched_ivar(s, "rb");
     LoopStmt *rl = sched_for(s, body, rb, ix_c(s, 0), ix_c(s, mblk), 1);
     r->rb = ix_v(s, rb);
     LoopExpr *row0 = ix_mulc(s, r->rb, r->mr);
-    r->abase = named(s, rl, "ar", ix_add(s, ab, ix_mulc(s, row0, g->lda)));
-    r->cbase = named(s, rl, "cr", ix_add(s, cb, ix_mulc(s, row0, g->ldc)));
+    r->abase = sched_local(s, rl, "ar", ix_add(s, ab, ix_mulc(s, row0, g->lda)));
+    r->cbase = sched_local(s, rl, "cr", ix_add(s, cb, ix_mulc(s, row0, g->ldc)));
     if (g->bias)
-        r->zbase = named(s, rl, "zr", g->bias_row ? ix_add(s, zb, row0) : zb);
+        r->zbase = sched_local(s, rl, "zr", g->bias_row ? ix_add(s, zb, row0) : zb);
     epi_rows(s, r, bt, row0, rl, false, 0);
     if (r->bpk)
         prefetch_next(s, rl, r, width, last, cbk, ncb, mblk);
@@ -591,7 +586,7 @@ static const LoopBuffer *pack_a(Sched *s, const Gemm *g, uint32_t mr)
     int64_t blocks = a->elems / (mr * g->k);
     LoopVar *bv = sched_ivar(s, "blk");
     LoopStmt *bl = sched_for(s, s->k->body, bv, ix_c(s, 0), ix_c(s, blocks), 1);
-    LoopExpr *base = named(s, bl, "base", ix_mulc(s, ix_v(s, bv), mr * g->k));
+    LoopExpr *base = sched_local(s, bl, "base", ix_mulc(s, ix_v(s, bv), mr * g->k));
     LoopVar *kv = sched_ivar(s, "k");
     LoopStmt *kl = sched_for(s, bl, kv, ix_c(s, 0), ix_c(s, g->k), 1);
     for (uint32_t i = 0; i < mr; i++) {
@@ -609,8 +604,8 @@ static void gemm(Sched *s, const Gemm *g)
     int64_t batches = 1;
     for (uint32_t d = 0; d < g->nbatch; d++)
         batches *= g->bdim[d];
-    uint32_t mr = pick_mr(g->m, MAX_MR);
-    uint32_t nv = mr >= 8 ? 2 : MAX_NV;
+    uint32_t mr, nv;
+    pick_tile(s, g->m, &mr, &nv);
     int64_t mblk = g->m / mr;
     GemmRun r = {.g = g, .mr = mr, .nv = nv, .colbase = ix_c(s, 0)};
     if (!g->dot)
@@ -779,46 +774,10 @@ void sched_matmul(Sched *s, const Node *n)
     gemm(s, &g);
 }
 
-/* ---- conv2d ---- */
-
-typedef struct Conv {
-    int64_t nb, c, h, w, o, cg, og, groups, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw;
-    const LoopBuffer *x, *wt, *bias, *y;
-} Conv;
-
-/* The conv's sizes and buffers (weights as their prepared copies). */
-static Conv conv_of(Sched *s, const Node *n)
-{
-    const Shape *xs = &n->inputs[0]->shape, *ws = &n->inputs[1]->shape;
-    Conv c = {
-        .nb = xs->dim[0],
-        .c = xs->dim[1],
-        .h = xs->dim[2],
-        .w = xs->dim[3],
-        .o = ws->dim[0],
-        .cg = ws->dim[1],
-        .kh = ws->dim[2],
-        .kw = ws->dim[3],
-        .oh = n->shape.dim[2],
-        .ow = n->shape.dim[3],
-        .groups = n->attr.conv.groups,
-        .sh = n->attr.conv.stride_h,
-        .sw = n->attr.conv.stride_w,
-        .ph = n->attr.conv.pad_h,
-        .pw = n->attr.conv.pad_w,
-        .dh = n->attr.conv.dil_h,
-        .dw = n->attr.conv.dil_w,
-    };
-    c.og = c.o / c.groups;
-    c.x = sched_value(s, n->inputs[0]);
-    c.wt = sched_value(s, n->inputs[1]);
-    c.bias = n->ninputs > 2 ? sched_value(s, n->inputs[2]) : NULL;
-    c.y = gemm_dest(s, n);
-    return c;
-}
+/* ---- conv2d (the rest is in schedule_conv.c) ---- */
 
 /* 1x1, stride 1, no padding: per (image, group), W [og, cg] times X [cg, H*W]. */
-static void conv_pointwise(Sched *s, const Conv *c)
+void conv_pointwise(Sched *s, const Conv *c)
 {
     int64_t hw = c->h * c->w;
     Gemm g = {.m = c->og,
@@ -869,164 +828,6 @@ static void conv_pointwise(Sched *s, const Conv *c)
     g.cols_outer =
         !g.dot && sides != SIDE_TRAILING && (sides == SIDE_AXIS || (hw + width - 1) / width >= 4);
     gemm(s, &g);
-}
-
-typedef struct ConvRow {
-    const Conv *c;
-    uint32_t mr;
-    LoopExpr *xb, *wb, *ob, *oc0, *iy0;
-    FusePoint pt[MAX_MR]; /* the epilogue's point of each channel (x set per store) */
-} ConvRow;
-
-/* 0 <= i < n, as a bool. */
-static LoopExpr *in_range(Sched *s, LoopExpr *i, int64_t n)
-{
-    return bin(s, LOP_AND, lx_cmp(s->p, LCMP_GE, i, ix_c(s, 0)),
-               lx_cmp(s->p, LCMP_LT, i, ix_c(s, n)));
-}
-
-/* MR output channels at output columns [x, x + lanes) of one row; lanes 1 checks every tap's
- * column, vectors are only placed where every tap is inside the row. */
-static void conv_point(Sched *s, LoopStmt *block, LoopExpr *x, uint32_t lanes, uint32_t nv,
-                       const void *ctx)
-{
-    (void)nv;
-    const ConvRow *r = ctx;
-    const Conv *c = r->c;
-    int64_t taps = c->kh * c->kw;
-    LoopVar *acc[MAX_MR];
-    for (uint32_t m = 0; m < r->mr; m++) {
-        LoopExpr *init = c->bias ? fx_bcast(s, fx_load(s, c->bias, ix_addc(s, r->oc0, m), 1), lanes)
-                                 : fx_c(s, 0.0f, lanes);
-        acc[m] = decl(s, block, sched_fvar(s, "acc", lanes), init);
-    }
-    LoopVar *ix0 = decl(s, block, sched_ivar(s, "ix"), ix_addc(s, ix_mulc(s, x, c->sw), -c->pw));
-    LoopVar *ci = sched_ivar(s, "ci");
-    LoopStmt *cl = sched_for(s, block, ci, ix_c(s, 0), ix_c(s, c->cg), 1);
-    LoopVar *i = sched_ivar(s, "i");
-    LoopStmt *il = sched_for(s, cl, i, ix_c(s, 0), ix_c(s, c->kh), 1);
-    LoopVar *iy =
-        decl(s, il, sched_ivar(s, "iy"), ix_add(s, r->iy0, ix_mulc(s, ix_v(s, i), c->dh)));
-    LoopStmt *yin = ls_block(s->p);
-    ls_append(s->p, il, ls_if(s->p, in_range(s, ix_v(s, iy), c->h), yin, NULL));
-    LoopExpr *row = ix_add(
-        s, r->xb, ix_add(s, ix_mulc(s, ix_v(s, ci), c->h * c->w), ix_mulc(s, ix_v(s, iy), c->w)));
-    LoopVar *rb = decl(s, yin, sched_ivar(s, "row"), row);
-    LoopExpr *wrow =
-        ix_add(s, r->wb, ix_add(s, ix_mulc(s, ix_v(s, ci), taps), ix_mulc(s, ix_v(s, i), c->kw)));
-    LoopVar *wb = decl(s, yin, sched_ivar(s, "w"), wrow);
-    LoopVar *j = sched_ivar(s, "j");
-    LoopStmt *jl = sched_for(s, yin, j, ix_c(s, 0), ix_c(s, c->kw), 1);
-    LoopVar *ix =
-        decl(s, jl, sched_ivar(s, "ix"), ix_add(s, ix_v(s, ix0), ix_mulc(s, ix_v(s, j), c->dw)));
-    LoopStmt *tap = jl;
-    if (lanes == 1) {
-        tap = ls_block(s->p);
-        ls_append(s->p, jl, ls_if(s->p, in_range(s, ix_v(s, ix), c->w), tap, NULL));
-    }
-    LoopVar *xv = decl(s, tap, sched_fvar(s, "x", lanes),
-                       fx_load(s, c->x, ix_add(s, ix_v(s, rb), ix_v(s, ix)), lanes));
-    for (uint32_t m = 0; m < r->mr; m++) {
-        LoopExpr *wi = ix_add(s, ix_v(s, wb), ix_addc(s, ix_v(s, j), (int64_t)m * c->cg * taps));
-        LoopExpr *wv = fx_bcast(s, fx_load(s, c->wt, wi, 1), lanes);
-        ls_append(
-            s->p, tap,
-            ls_assign(s->p, acc[m], lx_fma(s->p, wv, lx_var(s->p, xv), lx_var(s->p, acc[m]))));
-    }
-    for (uint32_t m = 0; m < r->mr; m++) {
-        LoopExpr *oi = ix_add(s, r->ob, ix_addc(s, x, (int64_t)m * c->oh * c->ow));
-        LoopExpr *v = lx_var(s->p, acc[m]);
-        if (s->epi && !fuse_trivial(s->epi)) {
-            FusePoint pt = r->pt[m];
-            pt.at[3] = x;
-            pt.lanes = lanes;
-            pt.acc = v;
-            v = fuse_value(s, s->epi, &pt, block);
-        }
-        if (c->y)
-            ls_append(s->p, block, ls_store(s->p, c->y, oi, v));
-    }
-}
-
-/* Scalar columns [lo, hi) of a row. */
-static void conv_scalar(Sched *s, LoopStmt *block, const ConvRow *r, int64_t lo, int64_t hi)
-{
-    if (hi <= lo)
-        return;
-    LoopVar *x = sched_ivar(s, "x");
-    LoopStmt *xl = sched_for(s, block, x, ix_c(s, lo), ix_c(s, hi), 1);
-    conv_point(s, xl, ix_v(s, x), 1, 1, r);
-}
-
-/* Any conv: parallel over (image, group, channel block, output row). */
-static void conv_direct(Sched *s, const Conv *c)
-{
-    uint32_t mr = pick_mr(c->og, MAX_MR);
-    int64_t nblk = c->og / mr;
-    LoopVar *t = sched_ivar(s, "t");
-    LoopStmt *body = sched_par(s, t, c->nb * c->groups * nblk * c->oh);
-    LoopExpr *tv = ix_v(s, t);
-    LoopExpr *y = ix_mod(s, tv, c->oh);
-    LoopExpr *blk = ix_mod(s, ix_div(s, tv, c->oh), nblk);
-    LoopExpr *gi = ix_mod(s, ix_div(s, tv, c->oh * nblk), c->groups);
-    LoopExpr *img = ix_div(s, tv, c->oh * nblk * c->groups);
-    LoopVar *oc0 =
-        decl(s, body, sched_ivar(s, "oc"), ix_add(s, ix_mulc(s, gi, c->og), ix_mulc(s, blk, mr)));
-    ConvRow r = {.c = c, .mr = mr, .oc0 = ix_v(s, oc0)};
-    if (s->epi && !fuse_trivial(s->epi)) { /* per channel: (image, channel, row); x per store */
-        fuse_deps(s->epi);
-        LoopExpr *im = named(s, body, "img", img), *yy = named(s, body, "y", y);
-        for (uint32_t m = 0; m < mr; m++) {
-            FusePoint *pt = &r.pt[m];
-            pt->slot = m;
-            pt->lane_axis = 3;
-            pt->at[0] = im;
-            pt->at[1] = named(s, body, "e", ix_addc(s, ix_v(s, oc0), m));
-            pt->at[2] = yy;
-            fuse_hoist(s, s->epi, 7, pt, body);
-        }
-    }
-    LoopExpr *xb = ix_mulc(s, ix_add(s, ix_mulc(s, img, c->c), ix_mulc(s, gi, c->cg)), c->h * c->w);
-    r.xb = ix_v(s, decl(s, body, sched_ivar(s, "xb"), xb));
-    r.wb = ix_v(
-        s, decl(s, body, sched_ivar(s, "wb"), ix_mulc(s, ix_v(s, oc0), c->cg * c->kh * c->kw)));
-    LoopExpr *ob =
-        ix_add(s, ix_mulc(s, ix_add(s, ix_mulc(s, img, c->o), ix_v(s, oc0)), c->oh * c->ow),
-               ix_mulc(s, y, c->ow));
-    r.ob = ix_v(s, decl(s, body, sched_ivar(s, "ob"), ob));
-    r.iy0 = ix_v(s, decl(s, body, sched_ivar(s, "iy"), ix_addc(s, ix_mulc(s, y, c->sh), -c->ph)));
-    /* Vector columns: with stride 1, lanes x..x+vl-1 of tap j read columns
-     * x - pw + j*dw .. x + vl - 1 - pw + j*dw, all inside [0, W) for every j exactly when
-     * pw <= x and x + vl <= W + pw - (kw-1)*dw. Columns outside [lo, end) are scalar. */
-    int64_t lo = 0, end = 0;
-    if (c->sw == 1) {
-        int64_t hi = c->w + c->pw - (c->kw - 1) * c->dw;
-        if (hi > c->ow)
-            hi = c->ow;
-        int64_t nvec = hi > c->pw ? (hi - c->pw) / (int64_t)s->vl : 0;
-        if (nvec > 0) {
-            lo = c->pw;
-            end = lo + nvec * (int64_t)s->vl;
-        }
-    }
-    conv_scalar(s, body, &r, 0, lo);
-    if (end > lo) {
-        LoopVar *x = sched_ivar(s, "x");
-        LoopStmt *xl = sched_for(s, body, x, ix_c(s, lo), ix_c(s, end), s->vl);
-        conv_point(s, xl, ix_v(s, x), s->vl, 1, &r);
-    }
-    conv_scalar(s, body, &r, end, c->ow);
-}
-
-void sched_conv2d(Sched *s, const Node *n)
-{
-    Conv c = conv_of(s, n);
-    sched_kernel(s, n, NULL);
-    bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.ph == 0 && c.pw == 0;
-    if (pointwise)
-        conv_pointwise(s, &c);
-    else
-        conv_direct(s, &c);
 }
 
 /* ---- multi-head attention ---- */

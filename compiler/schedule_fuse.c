@@ -19,12 +19,15 @@
  * loops is hoisted there (per row). Float operations are those of the unfused lowering, in the
  * same order, so fusion does not change results (reductions aside: see below).
  * Pointwise groups run as: a parallel loop over rows (all axes but the innermost, flattened),
- * inside it the innermost axis in vectors and a scalar tail. Side reductions reorder the loops
- * so that each output is accumulated inside one parallel iteration, in a fixed order, so the
- * result never depends on the thread count: over trailing axes, the parallel loop runs over the
- * kept leading axes and serial loops over the rest (vector partials reduced across lanes at
- * the end, as the standalone reduction does); over one axis, that axis is a serial loop inside
- * each vector of the innermost axis.
+ * inside it the innermost axis in vectors and a scalar tail. An x2 upsample along the innermost
+ * axis is built once per row into thread scratch by fuse_build_rows (an upsample alone, straight
+ * into its output), then loaded. Sibling roots (PlanGroup.extra) are evaluated at the same point
+ * as the root, sharing its memoized operands, and stored beside it.
+ * Side reductions reorder the loops so that each output is accumulated inside one parallel
+ * iteration, in a fixed order, so the result never depends on the thread count: over trailing axes,
+ * the parallel loop runs over the kept leading axes and serial loops over the rest (vector partials
+ * reduced across lanes at the end, as the standalone reduction does); over one axis, that axis is a
+ * serial loop inside each vector of the innermost axis.
  */
 #include <math.h>
 #include <stdio.h>
@@ -40,11 +43,6 @@ typedef struct AxMap {
     int32_t ax[FUSE_MAX_RANK];
     int64_t add[FUSE_MAX_RANK];
 } AxMap;
-
-static LoopExpr *bin(Sched *s, LoopOp op, LoopExpr *a, LoopExpr *b)
-{
-    return lx_binary(s->p, op, a, b);
-}
 
 static int32_t group_of(const Sched *s, const Node *n)
 {
@@ -327,6 +325,18 @@ static void side_of(Sched *s, Fuse *f, const Node *r)
     sd->count = r->kind == OP_MEAN ? count : 0;
 }
 
+/* Where root n of a group is stored: its concat's slice, or its own buffer. */
+static const LoopBuffer *root_dst(Sched *s, const Node *n, int64_t *st, int64_t *off)
+{
+    *off = 0;
+    if (s->plan->into[n->id])
+        return sched_slice_of(s, n, st, off);
+    sched_strides(&n->shape, st);
+    if (n->shape.rank == 0)
+        st[0] = 1;
+    return sched_dest(s, n);
+}
+
 Fuse *fuse_new(Sched *s, uint32_t gi)
 {
     const PlanGroup *grp = &s->plan->groups[gi];
@@ -343,19 +353,19 @@ Fuse *fuse_new(Sched *s, uint32_t gi)
     }
     for (uint32_t k = 0; k < grp->nside; k++)
         side_of(s, f, s->g->nodes[grp->side[k]]);
-    if (grp->store_root && s->plan->into[root->id]) {
-        f->dst = sched_slice_of(s, root, f->dst_st, &f->dst_off);
-    } else if (grp->store_root) {
-        f->dst = sched_dest(s, root);
-        sched_strides(&root->shape, f->dst_st);
-        if (root->shape.rank == 0)
-            f->dst_st[0] = 1;
-    }
+    if (grp->store_root)
+        f->dst = root_dst(s, root, f->dst_st, &f->dst_off);
     AxMap id;
     memset(&id, 0, sizeof id);
     for (uint32_t d = 0; d < FUSE_MAX_RANK; d++)
         id.ax[d] = (int32_t)d;
     f->root = tree(s, f, root, &id);
+    for (uint32_t k = 0; k < grp->nextra; k++) { /* siblings share the tree's nodes */
+        const Node *x = s->g->nodes[grp->extra[k]];
+        f->xdst[k] = root_dst(s, x, f->xdst_st[k], &f->xdst_off[k]);
+        f->xroot[k] = tree(s, f, x, &id);
+        f->nextra++;
+    }
     return f;
 }
 
@@ -403,6 +413,9 @@ bool fuse_merge(Fuse *f, uint32_t d)
     int64_t m;
     if (f->dst && !mergeable(f, f->dst_st, d, &m))
         return false;
+    for (uint32_t k = 0; k < f->nextra; k++)
+        if (!mergeable(f, f->xdst_st[k], d, &m))
+            return false;
     for (uint32_t k = 0; k < f->nside; k++)
         if (!mergeable(f, f->side[k].st, d, &m))
             return false;
@@ -416,6 +429,11 @@ bool fuse_merge(Fuse *f, uint32_t d)
         mergeable(f, f->dst_st, d, &m);
         f->dst_st[d - 1] = m;
         remove_axis(f->dst_st, f->rank, d);
+    }
+    for (uint32_t k = 0; k < f->nextra; k++) {
+        mergeable(f, f->xdst_st[k], d, &m);
+        f->xdst_st[k][d - 1] = m;
+        remove_axis(f->xdst_st[k], f->rank, d);
     }
     for (uint32_t k = 0; k < f->nside; k++) {
         mergeable(f, f->side[k].st, d, &m);
@@ -688,15 +706,17 @@ static Taps axis_taps(Sched *s, Fuse *f, LoopStmt *block, const Node *n, int axi
 }
 
 /* Lane l of an x2 interior vector reads taps i0 = jb + x2_sel(l), i1 = jb + x2_sel(l) + 1
- * (jb = x0 / 2 - 1: input columns (x0 + l) / 2 - 1 for even l, (x0 + l) / 2 for odd l). */
-static const uint8_t *x2_sel(uint32_t lanes, uint32_t plus)
+ * (bilinear, jb = x0 / 2 - 1: input columns (x0 + l) / 2 - 1 for even l, (x0 + l) / 2 for odd
+ * l); nearest (which 2) reads jb + l / 2 (jb = x0 / 2). */
+static const uint8_t *x2_sel(uint32_t lanes, uint32_t which)
 {
-    static uint8_t sel[2][16];
+    static uint8_t sel[3][16];
     for (uint32_t l = 0; l < lanes && l < 16; l++) {
         sel[0][l] = (uint8_t)((l + 1) / 2);
         sel[1][l] = (uint8_t)((l + 1) / 2 + 1);
+        sel[2][l] = (uint8_t)(l / 2);
     }
-    return sel[plus];
+    return sel[which];
 }
 
 /* The two taps of a row starting at r (scalar) for an x2 interior vector starting at input
@@ -710,9 +730,11 @@ static void x2_taps(Sched *s, const LoopBuffer *b, LoopExpr *r, LoopExpr *jb, ui
 }
 
 /* upsample at pt, `lanes` wide (1 when it does not vary along the lane axis). jb: NULL, or
- * the first input column of an x2 interior vector (see fuse_build_rows). */
+ * the first input column of an x2 interior vector (see fuse_build_rows), whose row and column
+ * taps are then fixed[0] and fixed[1]: computed once per row, since every interior vector
+ * starts at an even column and so has the same column weights. */
 static LoopExpr *eval_resample(Sched *s, Fuse *f, const TNode *t, const FusePoint *pt,
-                               uint32_t lanes, LoopStmt *block, LoopExpr *jb)
+                               uint32_t lanes, LoopStmt *block, LoopExpr *jb, const Taps *fixed)
 {
     const Node *n = t->n;
     const Shape *is = &n->inputs[0]->shape;
@@ -722,10 +744,14 @@ static LoopExpr *eval_resample(Sched *s, Fuse *f, const TNode *t, const FusePoin
     if (lanes > 1 && t->st[pt->lane_axis] != 0)
         plane = bin(s, LOP_ADD, widen(s, plane, lanes),
                     bin(s, LOP_MUL, lx_iota(s->p, lanes), iconst(s, t->st[pt->lane_axis], lanes)));
-    Taps ty = axis_taps(s, f, block, n, 0, coord(s, pt, t->ax_y, t->y_add, lanes));
-    Taps tx = axis_taps(s, f, block, n, 1, coord(s, pt, t->ax_x, t->x_add, lanes));
+    Taps ty = jb ? fixed[0] : axis_taps(s, f, block, n, 0, coord(s, pt, t->ax_y, t->y_add, lanes));
+    Taps tx = jb ? fixed[1] : axis_taps(s, f, block, n, 1, coord(s, pt, t->ax_x, t->x_add, lanes));
     LoopExpr *r0 = sched_local(
         s, block, "r", iadd(s, plane, vbin(s, LOP_MUL, ty.i0, iconst(s, iw, ty.i0->type.lanes))));
+    if (!bil && jb) /* one vector load, each element twice */
+        return lx_shuffle(s->p,
+                          sched_local(s, block, "z", fx_load(s, t->buf, ix_add(s, r0, jb), lanes)),
+                          x2_sel(lanes, 2));
     if (!bil)
         return fetch(s, t->buf, iadd(s, r0, tx.i0));
     LoopExpr *r1 = sched_local(
@@ -782,13 +808,17 @@ static LoopExpr *eval(Sched *s, Fuse *f, TNode *t, const FusePoint *pt, LoopStmt
         if (t->ubase[pt->slot])
             v = fx_load(s, t->ubuf, ix_add(s, t->ubase[pt->slot], pt->at[t->ax_x]), lanes);
         else
-            v = eval_resample(s, f, t, pt, lanes, block, NULL);
+            v = eval_resample(s, f, t, pt, lanes, block, NULL, NULL);
         break;
     case T_OP: {
         /* operands are locals: an op may read one several times (relu, silu, gelu) */
         LoopExpr *args[5];
-        for (uint32_t k = 0; k < t->nin; k++)
-            args[k] = widen(s, sched_local(s, block, "v", eval(s, f, t->in[k], pt, block)), lanes);
+        for (uint32_t k = 0; k < t->nin; k++) {
+            LoopExpr *a = sched_local(s, block, "v", eval(s, f, t->in[k], pt, block));
+            if (t->in[k]->gen == f->gen) /* another user (a sibling) reads the same local */
+                t->in[k]->memo = a;
+            args[k] = widen(s, a, lanes);
+        }
         v = sched_elementwise(s, t->n, args, lanes);
         break;
     }
@@ -841,8 +871,10 @@ typedef struct BuildCtx {
     const TNode *t;
     const FusePoint *rows;
     uint32_t n, x_axis;
-    int64_t width; /* row i is at i * width in t->ubuf */
-    bool x2;       /* columns of x2 interior vectors */
+    const LoopBuffer *buf; /* row i is at base[i] + column in buf */
+    LoopExpr *const *base;
+    bool x2;                       /* columns of x2 interior vectors */
+    Taps fixed[FUSE_MAX_SLOTS][2]; /* their row and column taps, per row */
 } BuildCtx;
 
 static void build_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, uint32_t nv,
@@ -850,49 +882,84 @@ static void build_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, 
 {
     (void)nv;
     const BuildCtx *c = ctx;
-    LoopExpr *jb = c->x2 ? sched_local(s, block, "jb", ix_addc(s, ix_div(s, at, 2), -1)) : NULL;
+    bool bil = c->t->n->attr.upsample.bilinear;
+    LoopExpr *jb =
+        c->x2 ? sched_local(s, block, "jb", ix_addc(s, ix_div(s, at, 2), bil ? -1 : 0)) : NULL;
     for (uint32_t i = 0; i < c->n; i++) { /* the rows share the taps */
         FusePoint pt = c->rows[i];
         pt.at[c->x_axis] = at;
         pt.lane_axis = c->x_axis;
         pt.lanes = lanes;
         pt.acc = NULL;
-        LoopExpr *v = eval_resample(s, c->f, c->t, &pt, lanes, block, jb);
-        ls_append(s->p, block, ls_store(s->p, c->t->ubuf, ix_addc(s, at, i * c->width), v));
+        LoopExpr *v = eval_resample(s, c->f, c->t, &pt, lanes, block, jb, c->fixed[i]);
+        ls_append(s->p, block, ls_store(s->p, c->buf, ix_add(s, c->base[i], at), v));
     }
+}
+
+/* The columns [*lo, *hi) of x2 interior vectors of upsample up over rows of `width` columns,
+ * for an x2 upsample over its whole width: bilinear (align_corners false), those whose load from
+ * x0/2 - 1 stays in the row and no tap is clamped (vl <= x0 <= 2 (in_w + 1 - vl)); nearest,
+ * those whose load from x0/2 stays in the row (x0 <= 2 (in_w - vl)). Returns whether there are
+ * any. */
+static bool x2_interior(const Sched *s, const Node *up, int64_t width, int64_t *lo, int64_t *hi)
+{
+    uint32_t vl = s->vl;
+    int64_t in_w = up->inputs[0]->shape.dim[3], out_w = up->shape.dim[3];
+    bool bil = up->attr.upsample.bilinear;
+    int64_t first = bil ? vl : 0, last = bil ? 2 * (in_w + 1 - (int64_t)vl) : 2 * (in_w - vl);
+    *lo = *hi = 0;
+    if ((bil && (up->attr.upsample.align_corners || up->attr.upsample.ratio_w != 0.5f)) ||
+        out_w != 2 * in_w || width != out_w || vl < 8 || last < first)
+        return false;
+    *lo = first;
+    *hi = *lo + ((last - *lo) / vl + 1) * vl;
+    return true;
+}
+
+/* Computes upsample t along column axis x_axis at the points rows[0..n) for columns
+ * [0, width) into buf at base[i] + column: vectors and a scalar tail; an x2 bilinear upsample
+ * (align_corners false) over its whole width takes the taps of its interior vectors by
+ * shuffles. */
+static void build_into(Sched *s, Fuse *f, const TNode *t, const FusePoint *rows, uint32_t n,
+                       uint32_t x_axis, int64_t width, LoopStmt *block, const LoopBuffer *buf,
+                       LoopExpr *const *base)
+{
+    int64_t lo = 0, hi = 0;
+    BuildCtx c = {f, t, rows, n, x_axis, buf, base, false, {{{0}}}};
+    if (x2_interior(s, t->n, width, &lo, &hi))
+        for (uint32_t i = 0; i < n; i++) { /* the interior taps, once per row */
+            FusePoint pt = rows[i];
+            pt.at[x_axis] = ix_c(s, lo);
+            pt.lane_axis = x_axis;
+            pt.lanes = s->vl;
+            c.fixed[i][0] = axis_taps(s, f, block, t->n, 0, coord(s, &pt, t->ax_y, t->y_add, 1));
+            if (t->n->attr.upsample.bilinear) /* nearest needs no column taps */
+                c.fixed[i][1] = axis_taps(s, f, block, t->n, 1, coord(s, &pt, t->ax_x, 0, s->vl));
+        }
+    sched_span(s, block, 0, lo, 1, build_body, &c, "x");
+    c.x2 = true;
+    sched_span(s, block, lo, hi, 1, build_body, &c, "x");
+    c.x2 = false;
+    sched_span(s, block, hi, width, 1, build_body, &c, "x");
 }
 
 void fuse_build_rows(Sched *s, Fuse *f, const FusePoint *rows, uint32_t n, uint32_t x_axis,
                      int64_t width, LoopStmt *block)
 {
-    uint32_t vl = s->vl;
     for (uint32_t k = 0; k < f->nnodes; k++) {
         TNode *t = f->nodes[k];
         if (t->kind != T_RESAMPLE || t->ax_x != (int32_t)x_axis || t->x_add != 0)
             continue;
-        const Node *up = t->n;
-        int64_t in_w = up->inputs[0]->shape.dim[3], out_w = up->shape.dim[3];
         if (!t->ubuf || t->ubuf->elems < (int64_t)n * width)
-            t->ubuf = sched_thread(s, "up", up->id, (int64_t)n * width);
-        /* x2 interior vectors: x0 in [vl, hi), where the load from x0/2 - 1 stays in the
-         * row and no tap is clamped (x0 <= 2 (in_w + 1 - vl)); the rest as computed */
-        int64_t lo = 0, hi = 0, last = 2 * (in_w + 1 - (int64_t)vl);
-        if (up->attr.upsample.bilinear && !up->attr.upsample.align_corners &&
-            up->attr.upsample.ratio_w == 0.5f && out_w == 2 * in_w && width == out_w && vl >= 8 &&
-            last >= (int64_t)vl) {
-            lo = vl;
-            hi = lo + ((last - lo) / vl + 1) * vl;
-        }
-        BuildCtx c = {f, t, rows, n, x_axis, width, false};
-        for (uint32_t i = 0; i < n; i++)
+            t->ubuf = sched_thread(s, "up", t->n->id, (int64_t)n * width);
+        LoopExpr *base[FUSE_MAX_SLOTS];
+        for (uint32_t i = 0; i < n; i++) {
             t->ubase[rows[i].slot] = NULL;
-        sched_span(s, block, 0, lo, 1, build_body, &c, "x");
-        c.x2 = true;
-        sched_span(s, block, lo, hi, 1, build_body, &c, "x");
-        c.x2 = false;
-        sched_span(s, block, hi, width, 1, build_body, &c, "x");
+            base[i] = ix_c(s, (int64_t)i * width);
+        }
+        build_into(s, f, t, rows, n, x_axis, width, block, t->ubuf, base);
         for (uint32_t i = 0; i < n; i++)
-            t->ubase[rows[i].slot] = ix_c(s, (int64_t)i * width);
+            t->ubase[rows[i].slot] = base[i];
     }
 }
 
@@ -937,6 +1004,11 @@ static LoopExpr *point(Sched *s, Fuse *f, const FusePoint *pt, LoopStmt *block)
         v = sched_local(s, block, "y", v);
     if (f->dst)
         ls_append(s->p, block, ls_store(s->p, f->dst, fuse_index(s, pt, f->dst_st, f->dst_off), v));
+    for (uint32_t k = 0; k < f->nextra; k++) { /* same point, same evaluation: shared locals */
+        LoopExpr *x = widen(s, eval(s, f, f->xroot[k], pt, block), pt->lanes);
+        LoopExpr *i = fuse_index(s, pt, f->xdst_st[k], f->xdst_off[k]);
+        ls_append(s->p, block, ls_store(s->p, f->xdst[k], i, x));
+    }
     return v;
 }
 
@@ -1056,6 +1128,29 @@ static void pw_single(Sched *s, const PwLoop *L, int64_t len)
     span_at(s, L, last, ix_c(s, 0), (nb - 1) * block, len);
 }
 
+/* Whether f reads an x2 bilinear upsample along the innermost axis that fuse_build_rows builds
+ * by shuffles (vector loads of the built row then replace gathers). */
+static bool x2_rows(const Sched *s, const Fuse *f, uint32_t last)
+{
+    int64_t lo, hi;
+    for (uint32_t k = 0; k < f->nnodes; k++) {
+        const TNode *t = f->nodes[k];
+        if (t->kind == T_RESAMPLE && t->ax_x == (int32_t)last && t->x_add == 0 &&
+            x2_interior(s, t->n, f->dim[last], &lo, &hi))
+            return true;
+    }
+    return false;
+}
+
+/* Whether f is an upsample alone whose rows along the innermost axis are stored contiguously. */
+static bool upsample_alone(const Fuse *f)
+{
+    uint32_t last = f->rank - 1;
+    const TNode *t = f->root;
+    return t->kind == T_RESAMPLE && f->dst && !f->nside && !f->nextra && t->ax_x == (int32_t)last &&
+           t->x_add == 0 && f->dst_st[last] == 1;
+}
+
 static void lower_pointwise(Sched *s, Fuse *f)
 {
     collapse(f);
@@ -1108,7 +1203,16 @@ static void lower_pointwise(Sched *s, Fuse *f)
             in = sched_for(s, in, v, ix_c(s, 0), ix_c(s, f->dim[d]), 1);
             L.pt.at[d] = ix_v(s, v);
         }
-    span_at(s, &L, in, ix_c(s, 0), 0, f->dim[last]);
+    if (upsample_alone(f)) { /* the rows straight into the destination */
+        LoopExpr *base = sched_local(s, in, "o", fuse_index(s, &L.pt, f->dst_st, f->dst_off));
+        build_into(s, f, f->root, &L.pt, 1, last, f->dim[last], in, f->dst, &base);
+    } else if (grp->order != SIDE_AXIS && x2_rows(s, f, last)) { /* rows once, by shuffles */
+        fuse_build_rows(s, f, &L.pt, 1, last, f->dim[last], in);
+        span_at(s, &L, in, ix_c(s, 0), 0, f->dim[last]);
+        fuse_unbuild(f);
+    } else {
+        span_at(s, &L, in, ix_c(s, 0), 0, f->dim[last]);
+    }
     if (grp->order == SIDE_TRAILING) {
         FusePoint kept = L.pt;
         for (uint32_t d = 0; d < f->rank; d++)
@@ -1133,13 +1237,6 @@ void sched_group(Sched *s, uint32_t gi)
 {
     const PlanGroup *grp = &s->plan->groups[gi];
     FUSE_ASSERT(grp->kind != GROUP_SINGLE);
-    const Node *root = s->g->nodes[grp->root];
-    if (root->kind == OP_UPSAMPLE && !grp->nside && !s->plan->into[root->id]) {
-        /* an upsample alone (its input is never inlined): the scalar kernel gathers nothing
-         * and is as fast */
-        sched_upsample(s, root);
-        return;
-    }
     Fuse *f = fuse_new(s, gi);
     if (grp->kind == GROUP_POINTWISE) {
         lower_pointwise(s, f);

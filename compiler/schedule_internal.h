@@ -13,8 +13,9 @@
  *   schedule_pw.c        index helpers, the single-op pointwise engine; elementwise, layout,
  *                        concat, upsample
  *   schedule_reduce.c    reductions, softmax, batchnorm, layernorm, pools
- *   schedule_contract.c  the register-blocked GEMM with its epilogue; linear, matmul, conv2d,
- *                        mha
+ *   schedule_contract.c  the register-blocked GEMM with its epilogue; linear, matmul, 1x1
+ *                        conv2d, mha
+ *   schedule_conv.c      conv2d (k x k): register tiles over zero-padded input rows
  * Invariants: every access is in bounds for every shape (ranges are split into vector bodies
  * and scalar tails, never padded); the outermost loop of a run kernel is FOR_PARALLEL over
  * independent iterations (never splitting a reduction: each reduced value is accumulated in
@@ -57,6 +58,7 @@ typedef enum SideOrder {
 } SideOrder;
 
 enum { PLAN_MAX_SIDES = 8 };
+enum { PLAN_MAX_EXTRA = 7 }; /* sibling roots besides a pointwise group's root */
 
 typedef struct PlanGroup {
     uint32_t root;  /* node id */
@@ -67,6 +69,11 @@ typedef struct PlanGroup {
     uint32_t side_axis;
     uint32_t nside;
     uint32_t side[PLAN_MAX_SIDES]; /* node ids of the side reductions, in topological order */
+    /* siblings (GROUP_POINTWISE only): further elementwise values of the root's shape, stored by
+     * the same loops (each is evaluated at the same point as the root and shares its operands'
+     * loads); node ids, descending, all below root */
+    uint32_t nextra;
+    uint32_t extra[PLAN_MAX_EXTRA];
 } PlanGroup;
 
 typedef struct Plan {
@@ -97,8 +104,8 @@ typedef struct Sched {
     const LoopBuffer **trans;   /* by param index: prepared 2-D transpose, or NULL */
     const LoopBuffer **outputs; /* by output index: BUF_OUTPUT */
     bool *claimed;              /* by output index: a kernel writes it directly */
-    LoopKernel *k;              /* the kernel being built */
-    bool prepare;               /* building a prepare kernel (serial loops) */
+    LoopKernel *k; /* the kernel being built */
+    bool prepare;  /* building a prepare kernel (serial loops) */
     const Plan *plan;
     bool *keep; /* by node id: computed at create time and read per call (a prepared buffer) */
     Fuse *epi;  /* the group's epilogue while its contraction is lowered, else NULL */
@@ -139,6 +146,17 @@ const LoopBuffer *sched_transposed(Sched *s, const Node *w);
 /* e itself when it is a variable or a constant (maybe broadcast), else a new local of the
  * current kernel DECLared in block with e as its value: for values used more than once. */
 LoopExpr *sched_local(Sched *s, LoopStmt *block, const char *name, LoopExpr *e);
+/* a op b, for the lowering code's arithmetic on loop expressions. */
+static inline LoopExpr *bin(Sched *s, LoopOp op, LoopExpr *a, LoopExpr *b)
+{
+    return lx_binary(s->p, op, a, b);
+}
+/* v = init DECLared at the end of block; returns v. */
+static inline LoopVar *decl(Sched *s, LoopStmt *block, LoopVar *v, LoopExpr *init)
+{
+    ls_append(s->p, block, ls_decl(s->p, v, init));
+    return v;
+}
 /* A new i64 loop variable / f32 local of the current kernel. */
 LoopVar *sched_ivar(Sched *s, const char *name);
 LoopVar *sched_fvar(Sched *s, const char *name, uint32_t lanes);
@@ -271,6 +289,11 @@ struct Fuse {
     uint32_t gen;
     struct FuseTaps *taps; /* upsample taps computed in the current blocks (schedule_fuse.c) */
     uint32_t ntaps, cap_taps;
+    /* the group's sibling roots (PlanGroup.extra), each stored like the root */
+    uint32_t nextra;
+    TNode *xroot[PLAN_MAX_EXTRA];
+    const LoopBuffer *xdst[PLAN_MAX_EXTRA];
+    int64_t xdst_st[PLAN_MAX_EXTRA][FUSE_MAX_RANK], xdst_off[PLAN_MAX_EXTRA];
 };
 
 /* A point of the iteration space: per axis the coordinate of the first lane (NULL: an axis the
@@ -341,6 +364,22 @@ void sched_pool(Sched *s, const Node *n);
 void sched_linear(Sched *s, const Node *n);
 void sched_matmul(Sched *s, const Node *n);
 void sched_conv2d(Sched *s, const Node *n);
+
+/* ---- conv2d (schedule_conv.c, the 1x1 GEMM form in schedule_contract.c) ---- */
+
+/* A conv2d's sizes and buffers (weights as their prepared copies; y NULL: not stored). */
+typedef struct Conv {
+    int64_t nb, c, h, w, o, cg, og, groups, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw;
+    const LoopBuffer *x, *wt, *bias, *y;
+} Conv;
+
+/* 1x1, stride 1, no padding: per (image, group), W [og, cg] times X [cg, H*W] (a GEMM). */
+void conv_pointwise(Sched *s, const Conv *c);
+/* The largest power of two <= max dividing m; the register tile (mr rows by nv vectors) of a
+ * contraction with m rows for the schedule's vector width (schedule_contract.c). */
+uint32_t pick_mr(int64_t m, uint32_t max);
+void pick_tile(const Sched *s, int64_t m, uint32_t *mr, uint32_t *nv);
+enum { MAX_MR = 8, MAX_NV = 4 }; /* the largest register tile pick_tile returns */
 void sched_mha(Sched *s, const Node *n);
 
 #endif

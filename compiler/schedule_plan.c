@@ -17,6 +17,11 @@
  *                global pool) or over one axis with a kept axis after it (a per-pixel channel
  *                mean) is accumulated in that group's loops, when the group's loop structure
  *                allows it; the root is not stored when only such reductions read it.
+ *   siblings     an elementwise value no later group takes in joins, as a further stored root,
+ *                a pointwise group of its shape (elementwise root, no contraction) one of whose
+ *                members reads one of its inputs of that shape, when every user of the value runs
+ *                after that group: one loop nest stores both in one pass, sharing the loads and
+ *                the inlined producers (an upsample read by both is inlined instead of stored).
  *   concat       an input of a concat that only the concat reads, made by a pointwise root or a
  *                side reduction, is stored by its producer straight into the concat's slice; a
  *                concat whose inputs are all stored so runs no kernel.
@@ -299,6 +304,10 @@ static void absorb(Planner *pl, int32_t gi, const Node *p)
     }
     if (is_contraction(p)) {
         char buf[160];
+        if (grp->nextra) {
+            pl->why[p->id] = "its users are siblings, and an epilogue stores one value";
+            return;
+        }
         if (grp->anchor >= 0) {
             const Node *a = pl->g->nodes[grp->anchor];
             snprintf(buf, sizeof buf, "the kernel already has a contraction (%s %%%u)", name_of(a),
@@ -318,13 +327,17 @@ static void absorb(Planner *pl, int32_t gi, const Node *p)
                                      : "it is computed by a kernel of its own";
 }
 
-/* Grows the pointwise group gi (root id i) into its producers, latest first, so that every
- * user of a candidate has been decided when the candidate is. */
-static void grow(Planner *pl, int32_t gi, uint32_t i)
+/* Grows the pointwise group gi, whose members all have ids <= top, into its producers, latest
+ * first, so that every user of a candidate has been decided when the candidate is. */
+static void grow(Planner *pl, int32_t gi, uint32_t top)
 {
     memset(pl->cand, 0, pl->n * sizeof(bool));
-    mark_inputs(pl, pl->g->nodes[i]);
-    for (uint32_t j = i; j-- > 0;) {
+    for (uint32_t j = top + 1; j-- > 0;) {
+        PlanRole r = pl->p->role[j];
+        if (pl->group[j] == gi && (r == ROLE_ROOT || r == ROLE_INLINE)) {
+            mark_inputs(pl, pl->g->nodes[j]); /* a root, or a member a sibling made */
+            continue;
+        }
         if (!pl->cand[j] || pl->group[j] >= 0)
             continue;
         const Node *p = pl->g->nodes[j];
@@ -332,6 +345,69 @@ static void grow(Planner *pl, int32_t gi, uint32_t i)
             continue;
         absorb(pl, gi, p);
     }
+}
+
+/* ---- siblings ---- */
+
+typedef struct SibCtx {
+    const Node *n;   /* the value looking for a group */
+    int32_t *found;  /* a group that can store it too, or -1 */
+    uint32_t before; /* its users' groups must run after the group found: root ids above this */
+} SibCtx;
+
+/* Whether every user of n runs in a group after the one rooted at ctx->before (n stored
+ * there is then written before it is read), none of them in that group. */
+static bool runs_later(Planner *pl, const Node *n, const Node *u, const void *ctx)
+{
+    (void)n;
+    const SibCtx *sc = ctx;
+    int32_t ug = pl->group[u->id];
+    return ug >= 0 && ug != *sc->found && pl->groups[ug].root > sc->before;
+}
+
+/* Whether user u of an input of sc->n is a member of a pointwise group that can store sc->n
+ * too: of its shape, elementwise root, no contraction, room for one more root. */
+static bool sibling_user(Planner *pl, const Node *in, const Node *u, const void *ctx)
+{
+    (void)in;
+    const SibCtx *sc = ctx;
+    int32_t gi = pl->group[u->id];
+    if (u == sc->n || gi < 0 || !is_member(pl, u, gi))
+        return true;
+    const PlanGroup *grp = &pl->groups[gi];
+    const Node *root = pl->g->nodes[grp->root];
+    if (grp->kind != GROUP_POINTWISE || grp->nextra == PLAN_MAX_EXTRA || !is_elementwise(root) ||
+        !shape_equal(&root->shape, &sc->n->shape))
+        return true;
+    SibCtx probe = {sc->n, &gi, grp->root};
+    if (!each_user(pl, sc->n, runs_later, &probe))
+        return true;
+    *sc->found = gi;
+    return false; /* stop looking */
+}
+
+/* Sibling fusion: elementwise n, which no later group could take in, becomes a further root
+ * of a pointwise group of its shape that reads one of n's inputs of that shape (the loads and
+ * any inlined producer are then shared), when every user of n runs after that group. Returns
+ * the group, or -1. */
+static int32_t join_sibling(Planner *pl, const Node *n)
+{
+    if (!is_elementwise(n))
+        return -1;
+    int32_t found = -1;
+    SibCtx sc = {n, &found, 0};
+    for (uint32_t k = 0; k < n->ninputs && found < 0; k++) {
+        const Node *q = through_views(n->inputs[k]);
+        if (shape_equal(&q->shape, &n->shape)) /* a read of the whole space, not a broadcast */
+            each_user(pl, q, sibling_user, &sc);
+    }
+    if (found < 0)
+        return -1;
+    PlanGroup *grp = &pl->groups[found];
+    grp->extra[grp->nextra++] = n->id;
+    pl->group[n->id] = found;
+    pl->p->role[n->id] = ROLE_ROOT;
+    return found;
 }
 
 /* ---- side reductions ---- */
@@ -422,6 +498,8 @@ static void attach_side(Planner *pl, const Node *r)
     SideOrder o = SIDE_NONE;
     if (pl->p->role[x->id] != ROLE_ROOT || grp->kind == GROUP_SINGLE)
         why = "its input is computed by a kernel of its own";
+    else if (grp->root != x->id)
+        why = "its input is a sibling stored by another value's loops";
     else
         o = side_order(r, &axis, &why);
     if (!why && grp->order != SIDE_NONE && (grp->order != o || grp->side_axis != axis))
@@ -638,9 +716,11 @@ Plan *sched_plan(Ctx *cx, const Graph *g)
         if (!p->live[i] || is_source(nd) || p->pub.prepared[i] || nd->kind == OP_VIEW ||
             pl.group[i] >= 0)
             continue;
-        int32_t gi = new_group(&pl, nd);
+        int32_t gi = join_sibling(&pl, nd);
+        if (gi < 0)
+            gi = new_group(&pl, nd);
         if (pl.groups[gi].kind == GROUP_POINTWISE)
-            grow(&pl, gi, i);
+            grow(&pl, gi, pl.groups[gi].root);
     }
     for (uint32_t i = 0; i < n; i++)
         if (pl.group[i] >= 0 && p->role[i] == ROLE_ROOT && is_reduction(g->nodes[i]) &&

@@ -359,11 +359,6 @@ static LoopExpr *un(Sched *s, LoopOp op, LoopExpr *a)
     return lx_unary(s->p, op, a);
 }
 
-static LoopExpr *bin(Sched *s, LoopOp op, LoopExpr *a, LoopExpr *b)
-{
-    return lx_binary(s->p, op, a, b);
-}
-
 static LoopExpr *unary_value(Sched *s, const void *ctx, LoopExpr *const *args, uint32_t lanes)
 {
     const Node *n = ctx;

@@ -17,11 +17,6 @@
 #include "schedule_internal.h"
 #include "util.h"
 
-static LoopExpr *bin(Sched *s, LoopOp op, LoopExpr *a, LoopExpr *b)
-{
-    return lx_binary(s->p, op, a, b);
-}
-
 static LoopExpr *var(Sched *s, const LoopVar *v)
 {
     return lx_var(s->p, v);
@@ -30,12 +25,6 @@ static LoopExpr *var(Sched *s, const LoopVar *v)
 static void assign(Sched *s, LoopStmt *block, const LoopVar *v, LoopExpr *e)
 {
     ls_append(s->p, block, ls_assign(s->p, v, e));
-}
-
-static LoopVar *decl(Sched *s, LoopStmt *block, LoopVar *v, LoopExpr *init)
-{
-    ls_append(s->p, block, ls_decl(s->p, v, init));
-    return v;
 }
 
 /* ---- mean, sum, amax, amin ---- */

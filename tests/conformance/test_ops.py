@@ -225,6 +225,9 @@ CONVS = [
                                               groups=2)), 13, 17,
      "out=6, kernel=3, stride=2, padding=2, dilation=2, groups=2"),
     ("conv_k1_on_1x1", (12, 3, dict(kernel_size=1, bias=False)), 1, 1, "out=3, kernel=1, bias=false"),
+    # the register tiles: 7 whole vectors at 8 lanes (a tile of 3, two of 2) and a partial one
+    ("conv_groups2_dil2_tiles", (8, 16, dict(kernel_size=3, padding=2, dilation=2, groups=2)), 9,
+     57, "out=16, kernel=3, padding=2, dilation=2, groups=2"),
 ]
 for name, (cin, cout, kw), H, W, attrs in CONVS:
     m = ev(nn.Conv2d(cin, cout, **kw))

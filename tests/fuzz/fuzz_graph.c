@@ -1221,12 +1221,16 @@ static void check_c(Ctx *cx, const LoopProgram *p, const Graph *g, const Data *d
  *   legal     a group holds at most one contraction; an op that reads its operands from memory
  *             (softmax, norms but batchnorm, pools, concat, attention) is alone in its group; a
  *             group stores at most one value besides its reductions' results (the others are
- *             computed in its loops, so all their uses are in the group); whatever depends only
- *             on weights is computed at create time, and nothing else is;
+ *             computed in its loops, so all their uses are in the group), or, without a
+ *             contraction, up to 8 elementwise values of one shape (siblings); whatever depends
+ *             only on weights is computed at create time, and nothing else is;
  *   maximal   an elementwise value whose every use is an elementwise op of its own shape in
  *             one other group is computed in that group (it is never stored); a contraction
  *             whose every use is in one group of elementwise ops all of its shape is that
- *             group's anchor (its epilogue);
+ *             group's anchor (its epilogue); an elementwise group root r whose every user runs
+ *             after a later group B (no contraction, elementwise root of r's shape, fewer than 8
+ *             stores), where a member of B above r reads an input of r of r's shape, is stored
+ *             by B (a sibling);
  *   kernels   every run kernel belongs to one group (named k<root>_...) or copies an output,
  *             and every group runs at least one kernel: the count in --dump=loops is the
  *             number of groups plus their extra passes plus the output copies. */
@@ -1261,6 +1265,75 @@ static int64_t kernel_root(const char *name, const char *spec)
     if (id < 0 || !end || *end != '_')
         bug(spec, "run kernel %s is named after no node", name);
     return id;
+}
+
+/* Whether member i of group gi (not a side reduction) reads q (below views). */
+static bool reads(const Graph *g, uint32_t i, const Node *q)
+{
+    for (uint32_t k = 0; k < g->nodes[i]->ninputs; k++)
+        if (below_views(g->nodes[i]->inputs[k]) == q)
+            return true;
+    return false;
+}
+
+/* Siblings: a group storing several values stores elementwise values of one shape and holds no
+ * contraction; and no sibling fusion is missed (see the rules above). Groups run in index
+ * order. */
+static void check_siblings(const Graph *g, const FusionPlan *fp, const bool *stored,
+                           const bool *side, const uint32_t *stores, const uint32_t *contractions,
+                           const int64_t *root_of, const char *spec)
+{
+    uint32_t n = g->nnodes, ng = fp->ngroups;
+    for (uint32_t i = 0; i < n; i++) {
+        int32_t gi = fp->group_of[i];
+        if (gi < 0 || !stored[i] || side[i] || stores[gi] < 2)
+            continue;
+        const Node *m = g->nodes[i], *root = g->nodes[root_of[gi]];
+        if (stores[gi] > 8 || contractions[gi] || !rule_elementwise(m) ||
+            !shape_equal(&m->shape, &root->shape))
+            bug(spec, "fusion rules: group %s stores %u values, %s %%%u among them",
+                fp->group_name[gi], stores[gi], op_info[m->kind].name, i);
+    }
+    for (uint32_t ga = 0; ga < ng; ga++) {
+        int64_t r = root_of[ga];
+        if (r < 0 || !rule_elementwise(g->nodes[r]))
+            continue;
+        const Node *rn = g->nodes[r];
+        bool primary = true; /* r is its group's root, not a sibling of another */
+        int64_t first_use = ng;
+        bool unknown = false; /* a user that runs no kernel (a concat written in place) */
+        for (uint32_t i = (uint32_t)r + 1; i < n; i++) {
+            int32_t gi = fp->group_of[i];
+            if ((uint32_t)gi == ga && !side[i])
+                primary = false;
+            if (g->nodes[i]->kind == OP_VIEW || !reads(g, i, rn))
+                continue;
+            if (gi < 0)
+                unknown = true;
+            else if (gi < first_use)
+                first_use = gi;
+        }
+        if (!primary || unknown)
+            continue;
+        for (uint32_t gb = ga + 1; gb < first_use; gb++) {
+            int64_t rb = root_of[gb];
+            if (rb < 0 || contractions[gb] || stores[gb] >= 8 || !rule_elementwise(g->nodes[rb]) ||
+                !shape_equal(&g->nodes[rb]->shape, &rn->shape))
+                continue;
+            for (uint32_t k = 0; k < rn->ninputs; k++) {
+                const Node *q = below_views(rn->inputs[k]);
+                if (!shape_equal(&q->shape, &rn->shape))
+                    continue;
+                for (uint32_t i = (uint32_t)r + 1; i < n; i++)
+                    if (fp->group_of[i] == (int32_t)gb && !side[i] && reads(g, i, q))
+                        bug(spec,
+                            "fusion rules: %s %%%u is stored by group %s, but group %s reads %%%u "
+                            "too and could store it",
+                            op_info[rn->kind].name, (uint32_t)r, fp->group_name[ga],
+                            fp->group_name[gb], q->id);
+            }
+        }
+    }
 }
 
 static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, const char *spec)
@@ -1354,8 +1427,8 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
         if (!rule_inline_capable(m) && op_info[m->kind].cls != OPC_CONTRACT &&
             op_info[m->kind].cls != OPC_REDUCE && members[gi] != 1)
             bug(spec, "fusion rules: %s %%%u shares group %s", op, i, fp->group_name[gi]);
-        if (stored[i] && !side[i] && ++stores[gi] > 1)
-            bug(spec, "fusion rules: group %s stores two values", fp->group_name[gi]);
+        if (stored[i] && !side[i])
+            stores[gi]++;
         if (stored[i] && !side[i])
             root_of[gi] = i;
         /* maximal: an elementwise value read only by elementwise ops of its shape in one
@@ -1378,6 +1451,7 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
         if (contractions[gi] > 1)
             bug(spec, "fusion rules: group %s holds %u contractions", fp->group_name[gi],
                 contractions[gi]);
+    check_siblings(g, fp, stored, side, stores, contractions, root_of, spec);
     uint32_t copies = 0;
     for (uint32_t k = 0; k < p->nkernels; k++) {
         int64_t root = kernel_root(p->kernels[k]->name, spec);

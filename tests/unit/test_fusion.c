@@ -170,9 +170,13 @@ static void elementwise_chains(void **state)
         {"broadcast_declined",
          G("x: f32[2,3,4,9], g: f32[2,3,1,1]) -> f32[2,3,4,9]", "return x * sigmoid(g)"), 2,
          "sigmoid not fused into mul: mul broadcasts it"},
-        {"two_consumers",
-         G("x: f32[3,17]) -> (a: f32[3,17], b: f32[3,17])", "y = exp(x)\nreturn relu(y), y * 2"), 3,
-         "exp not fused into relu: it has 2 uses"},
+        {"two_consumers", /* siblings: one kernel stores both and computes exp once */
+         G("x: f32[3,17]) -> (a: f32[3,17], b: f32[3,17])", "y = exp(x)\nreturn relu(y), y * 2"), 1,
+         NULL},
+        {"two_consumers_broadcast", /* the add's space is larger: no siblings */
+         G("x: f32[3,17], z: f32[2,3,17]) -> (a: f32[3,17], b: f32[2,3,17])",
+           "y = exp(x)\nreturn relu(y), y + z"),
+         3, "exp not fused into relu: it has 2 uses"},
         {"softmax_reads_memory",
          G("x: f32[3,17]) -> f32[3,17]", "return softmax(relu(x), axis=-1)"), 2,
          "relu not fused into softmax: softmax reads its inputs from memory"},
@@ -206,7 +210,7 @@ static void contraction_epilogues(void **state)
         {"conv_two_uses",
          G("x: f32[1,6,9,11]) -> (a: f32[1,8,9,11], b: f32[1,8,9,11])",
            "c = conv2d(x, out=8, kernel=1) @c\nreturn relu(c), c + 1"),
-         3, "relu not fused into conv2d: its input has 2 uses"},
+         2, "relu not fused into conv2d: its users are siblings, and an epilogue stores one value"},
         {"residual_blocks",
          "fuse 1\nblock cb(x: f32[N, C, H, W]) -> f32[N, C, H, W] {\n"
          "  return relu(batchnorm2d(conv2d(x, out=C, kernel=3, padding=1, bias=false) @conv) @bn)\n"
@@ -256,6 +260,60 @@ static void upsample_in_consumer(void **state)
          2, "conv2d not fused into upsample: upsample reads it at interpolated positions"},
     };
     run_cases(cases, countof(cases));
+}
+
+/* Elementwise consumers of one space that share an input are one kernel storing each (sibling
+ * fusion); an upsample they both read is computed in it, its x2 rows built once per image row
+ * into per-thread scratch (by shuffles), never stored whole; an upsample alone builds its rows
+ * the same way, straight into its output. */
+static void siblings(void **state)
+{
+    (void)state;
+    static const Case cases[] = {
+        {"add_mul",
+         G("a: f32[2,3,5,19], b: f32[2,3,5,19]) -> (s: f32[2,3,5,19], p: f32[2,3,5,19])",
+           "return a + b, a * b"),
+         1, NULL},
+        {"three_siblings",
+         G("a: f32[3,40], b: f32[3,40]) -> (s: f32[3,40], p: f32[3,40], m: f32[3,40])",
+           "return a + b, a * b, relu(a - 1)"),
+         1, NULL},
+        /* %1 = a + 1 is read by softmax, which the kernel of a * 2 + softmax reads: storing %1
+         * from that kernel would write it after softmax reads it */
+        {"sibling_read_before",
+         G("a: f32[3,17]) -> f32[3,17]", "s = softmax(a + 1, axis=-1)\nreturn a * 2 + s"), 3,
+         "add not fused into softmax: softmax reads its inputs from memory"},
+        {"upsample_x2_siblings", /* x2 interior vectors at 8 and 16 lanes, an odd width's tail */
+         G("h: f32[2,3,6,70], l: f32[2,3,3,35]) -> (s: f32[2,3,6,70], p: f32[2,3,6,70])",
+           "u = upsample(l, size=[6, 70], mode=bilinear)\nreturn h + u, h * u"),
+         1, NULL},
+        {"upsample_nearest_siblings",
+         G("h: f32[1,2,6,40], l: f32[1,2,3,20]) -> (s: f32[1,2,6,40], p: f32[1,2,6,40])",
+           "u = upsample(l, scale=2)\nreturn h - u, relu(h) * u"),
+         1, NULL},
+        {"upsample_alone_x2",
+         G("l: f32[2,3,4,35]) -> f32[2,3,8,70]", "return upsample(l, scale=2, mode=bilinear)"), 1,
+         NULL},
+        {"upsample_alone_nearest_x2",
+         G("l: f32[2,3,4,37]) -> f32[2,3,8,74]", "return upsample(l, scale=2)"), 1, NULL},
+    };
+    run_cases(cases, countof(cases));
+    /* the x2 upsample is never stored: one row of 70 per thread */
+    TestCompile t;
+    LoopProgram *p = schedule_case(&t, &cases[3], 8);
+    assert_int_equal(p->nkernels, 1);
+    assert_int_equal(p->scratch_bytes, 0);
+    bool row = false;
+    for (uint32_t i = 0; i < p->nbuffers; i++) {
+        const LoopBuffer *b = p->buffers[i];
+        assert_true(b->kind != BUF_SCRATCH);
+        if (b->kind == BUF_THREAD) {
+            assert_int_equal(b->elems, 70);
+            row = true;
+        }
+    }
+    assert_true(row);
+    test_compile_free(&t);
 }
 
 static void reductions_in_producer(void **state)
@@ -454,9 +512,13 @@ static void memory_plan(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(elementwise_chains),   cmocka_unit_test(contraction_epilogues),
-        cmocka_unit_test(upsample_in_consumer), cmocka_unit_test(reductions_in_producer),
-        cmocka_unit_test(create_time),          cmocka_unit_test(plan_api),
+        cmocka_unit_test(elementwise_chains),
+        cmocka_unit_test(contraction_epilogues),
+        cmocka_unit_test(upsample_in_consumer),
+        cmocka_unit_test(siblings),
+        cmocka_unit_test(reductions_in_producer),
+        cmocka_unit_test(create_time),
+        cmocka_unit_test(plan_api),
         cmocka_unit_test(memory_plan),
     };
     return cmocka_run_group_tests_name("fusion", tests, NULL, NULL);
