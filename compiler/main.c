@@ -879,7 +879,7 @@ static double bench_peak_fraction(const BenchReport *r)
 static void print_bench_json(const Options *opt, const BenchReport *r)
 {
     printf("{\"graph\": \"%s\", \"backend\": \"%s\", \"threads\": %d, \"runs\": %ld, "
-           "\"median_ms\": %.4f, \"min_ms\": %.4f, \"max_ms\": %.4f, \"flops\": %.0f, "
+           "\"median_ms\": %.6g, \"min_ms\": %.6g, \"max_ms\": %.6g, \"flops\": %.0f, "
            "\"executed_flops\": %.0f, \"gflops\": %.3f, \"peak_gflops\": %.3f, "
            "\"peak_fraction\": %.4f, \"bytes\": %.0f, \"compile_ms\": %.3f, "
            "\"scratch_bytes\": %" PRId64 ", \"prepared_bytes\": %" PRId64 ", \"params\": %" PRId64
