@@ -15,7 +15,7 @@ const OpInfo op_info[OP_COUNT] = {
 #undef OP
 };
 
-_Static_assert(OP_COUNT == 37, "ops.def changed: update graph goldens, interp and cost model");
+_Static_assert(OP_COUNT == 38, "ops.def changed: update graph goldens, interp and cost model");
 
 int64_t shape_numel(const Shape *s)
 {
@@ -306,6 +306,10 @@ static void dump_attrs(const Node *n, FILE *out)
         fprintf(out, " axis=%u start=%" PRId64 " length=%" PRId64, n->attr.slice.axis,
                 n->attr.slice.start, n->attr.slice.length);
         break;
+    case OP_ATTENTION:
+        fprintf(out, " scale=%.9g k_transposed=%s", (double)n->attr.attention.scale,
+                bool_text(n->attr.attention.k_transposed));
+        break;
     default:
         break;
     }
@@ -458,6 +462,21 @@ static const char *check_shape(const Node *n)
             return "linear bias does not match";
         return NULL;
     }
+    case OP_ATTENTION: {
+        const Shape *k = &n->inputs[1]->shape, *v = &n->inputs[2]->shape;
+        uint32_t r = s->rank;
+        if (r < 2 || x->rank != r || k->rank != r || v->rank != r)
+            return "attention needs q, k, v and result of one rank >= 2";
+        for (uint32_t d = 0; d + 2 < r; d++)
+            if (x->dim[d] != s->dim[d] || k->dim[d] != s->dim[d] || v->dim[d] != s->dim[d])
+                return "attention operands differ in their batch axes";
+        bool kt = n->attr.attention.k_transposed;
+        int64_t kd = k->dim[kt ? r - 2 : r - 1], ks = k->dim[kt ? r - 1 : r - 2];
+        if (kd != x->dim[r - 1] || ks != v->dim[r - 2] || s->dim[r - 2] != x->dim[r - 2] ||
+            s->dim[r - 1] != v->dim[r - 1])
+            return "attention q, k, v and result do not match";
+        return NULL;
+    }
     case OP_BATCHNORM:
         if (s->rank < 2 || !shape_equal(s, x))
             return "batchnorm needs [N, C, ...] and keeps it";
@@ -561,6 +580,13 @@ static double node_flops(const Node *n)
         double scores = 2 * nb * l * s * e * 2; /* q k^T and p v, over all heads */
         double softmax = 5 * nb * l * s * (double)n->attr.mha.heads;
         return proj + scores + softmax;
+    }
+    case OP_ATTENTION: { /* q k^T, p v and the softmax, per batch */
+        const Shape *q = &n->inputs[0]->shape, *v = &n->inputs[2]->shape;
+        double l = (double)q->dim[q->rank - 2], d = (double)q->dim[q->rank - 1];
+        double sl = (double)v->dim[v->rank - 2], dv = (double)v->dim[v->rank - 1];
+        double nb = out / (l * dv);
+        return nb * l * sl * (2 * d + 2 * dv + 5);
     }
     case OP_BATCHNORM:
         return 2 * out;

@@ -149,6 +149,11 @@ struct Node {
             uint32_t axis;
             int64_t start, length; /* input indices start..start+length-1 along axis */
         } slice;                   /* OP_SLICE (internal: made by the graph passes) */
+        struct {
+            float scale;       /* multiplies the scores q . k */
+            bool k_transposed; /* input 1 is k^T [..., D, S] rather than k [..., S, D] */
+        } attention; /* OP_ATTENTION (internal): q [B..., L, D], v [B..., S, Dv], equal batch
+                        axes B...; result [B..., L, Dv] = softmax(scale * q k^T, last) v */
     } attr;
 };
 
@@ -196,7 +201,7 @@ void graph_dump(const Graph *g, FILE *out);
 void graph_dump_attrs(const Node *n, FILE *out);
 /* Checks the IR invariants (topological order, arities, ranks, and the shape rule of the ops
  * whose rule is local: elementwise, layout, concat, slice, upsample, conv2d, linear,
- * batchnorm). Returns false and prints the first violation to `out` if one is broken: a
+ * batchnorm, attention). Returns false and prints the first violation to `out` if one is broken: a
  * compiler bug, never a user error. */
 bool graph_verify(const Graph *g, FILE *out);
 uint32_t graph_count_op(const Graph *g, OpKind kind);

@@ -633,6 +633,41 @@ static void project(const float *x, int64_t rows, int64_t dim, const float *w, c
         }
 }
 
+/* Scaled dot-product attention of one (batch, head): o[i*ldo + t] = sum_j softmax_j(scale *
+ * sum_u q[i*ldq + u] k[j*ks + u*kc]) v[j*ldv + t], the softmax formed whole in double (p: S
+ * doubles of scratch). */
+typedef struct AttendOperands {
+    const double *q, *k, *v;
+    int64_t ldq, ks, kc, ldv; /* q's row stride; k's key and feature strides; v's row stride */
+} AttendOperands;
+
+static void attend(const AttendOperands *op, double *o, int64_t ldo, int64_t l, int64_t s,
+                   int64_t d, int64_t dv, double scale, double *p)
+{
+    for (int64_t i = 0; i < l; i++) {
+        const double *qi = op->q + i * op->ldq;
+        double mx = -INFINITY, sum = 0.0;
+        for (int64_t j = 0; j < s; j++) {
+            double dot = 0.0;
+            for (int64_t u = 0; u < d; u++)
+                dot += qi[u] * op->k[j * op->ks + u * op->kc];
+            p[j] = dot * scale;
+            if (p[j] > mx)
+                mx = p[j];
+        }
+        for (int64_t j = 0; j < s; j++) {
+            p[j] = exp(p[j] - mx);
+            sum += p[j];
+        }
+        for (int64_t t = 0; t < dv; t++) {
+            double acc = 0.0;
+            for (int64_t j = 0; j < s; j++)
+                acc += p[j] / sum * op->v[j * op->ldv + t];
+            o[i * ldo + t] = acc;
+        }
+    }
+}
+
 /* nn.MultiheadAttention(E, heads, batch_first=True)(q, k, v)[0] in eval mode.
  * Inputs: q [N,L,E], k [N,S,E], v [N,S,E], in_proj_weight [3E,E], (in_proj_bias [3E]),
  * out_proj.weight [E,E], (out_proj.bias [E]). Per batch and head h (features h*D..h*D+D-1,
@@ -672,31 +707,16 @@ static bool eval_mha(Run *r, const Node *n, float *out)
 
     double scale = 1.0 / sqrt((double)hd);
     for (int64_t b = 0; b < nb; b++)
-        for (int64_t h = 0; h < heads; h++)
-            for (int64_t i = 0; i < l; i++) {
-                const double *qi = qp + (b * l + i) * e + h * hd;
-                double mx = -INFINITY, sum = 0.0;
-                for (int64_t j = 0; j < s; j++) {
-                    const double *kj = kp + (b * s + j) * e + h * hd;
-                    double dot = 0.0;
-                    for (int64_t t = 0; t < hd; t++)
-                        dot += qi[t] * kj[t];
-                    p[j] = dot * scale;
-                    if (p[j] > mx)
-                        mx = p[j];
-                }
-                for (int64_t j = 0; j < s; j++) {
-                    p[j] = exp(p[j] - mx);
-                    sum += p[j];
-                }
-                double *oi = att + (b * l + i) * e + h * hd;
-                for (int64_t t = 0; t < hd; t++) {
-                    double acc = 0.0;
-                    for (int64_t j = 0; j < s; j++)
-                        acc += p[j] / sum * vp[(b * s + j) * e + h * hd + t];
-                    oi[t] = acc;
-                }
-            }
+        for (int64_t h = 0; h < heads; h++) {
+            const AttendOperands op = {qp + b * l * e + h * hd,
+                                       kp + b * s * e + h * hd,
+                                       vp + b * s * e + h * hd,
+                                       e,
+                                       e,
+                                       1,
+                                       e};
+            attend(&op, att + b * l * e + h * hd, e, l, s, hd, hd, scale, p);
+        }
 
     for (int64_t i = 0; i < nb * l; i++)
         for (int64_t o = 0; o < e; o++) {
@@ -710,6 +730,39 @@ static bool eval_mha(Run *r, const Node *n, float *out)
     free(vp);
     free(att);
     free(p);
+    return true;
+}
+
+/* The attention pass's op: softmax(scale * q k^T, last axis) v per batch, as the matmuls and
+ * the softmax it stands for compute it (in double). */
+static bool eval_attention(Run *r, const Node *n, float *out)
+{
+    const Shape *qs = &n->inputs[0]->shape, *vs = &n->inputs[2]->shape;
+    uint32_t rank = qs->rank;
+    int64_t l = qs->dim[rank - 2], d = qs->dim[rank - 1];
+    int64_t s = vs->dim[rank - 2], dv = vs->dim[rank - 1];
+    int64_t nb = shape_numel(qs) / (l * d);
+    int64_t nq = nb * l * d, nk = nb * s * d, nv = nb * s * dv;
+    double *buf = alloc_for(r, n, nq + nk + nv + l * dv + s, sizeof(double), "scratch for");
+    if (!buf)
+        return false;
+    double *q = buf, *k = q + nq, *v = k + nk, *o = v + nv, *p = o + l * dv;
+    const float *src[3] = {arg(r, n, 0), arg(r, n, 1), arg(r, n, 2)};
+    for (int64_t i = 0; i < nq; i++)
+        q[i] = src[0][i];
+    for (int64_t i = 0; i < nk; i++)
+        k[i] = src[1][i];
+    for (int64_t i = 0; i < nv; i++)
+        v[i] = src[2][i];
+    bool kt = n->attr.attention.k_transposed;
+    for (int64_t b = 0; b < nb; b++) {
+        const AttendOperands op = {
+            q + b * l * d, k + b * s * d, v + b * s * dv, d, kt ? 1 : d, kt ? s : 1, dv};
+        attend(&op, o, dv, l, s, d, dv, (double)n->attr.attention.scale, p);
+        for (int64_t i = 0; i < l * dv; i++)
+            out[b * l * dv + i] = (float)o[i];
+    }
+    free(buf);
     return true;
 }
 
@@ -777,6 +830,8 @@ static bool compute(Run *r, const Node *n, float *out)
         return true;
     case OP_MHA:
         return eval_mha(r, n, out);
+    case OP_ATTENTION:
+        return eval_attention(r, n, out);
     case OP_RELU:
     case OP_SIGMOID:
     case OP_TANH:

@@ -18,6 +18,8 @@
  *   would follow a sum of contractions and could only become an elementwise affine.
  * - split-concat before commute-upsample: a conv over concat(h, upsample(l)) has an upsample
  *   input only once the concat is split into one contraction per part.
+ * - attention after layout: permute chains on k are composed into the one transpose it looks
+ *   for.
  * - cse after the rewrites: they build weight-only subgraphs per site, and merging repeats of
  *   them (and of the user's own code) is cheaper than not making them.
  * - dce last: it removes what the rewrites replaced (they leave the old nodes dead). */
@@ -30,6 +32,7 @@ static const Pass passes[] = {
      pass_split_concat},
     {"commute-upsample", "conv1x1(upsample(x)) as upsample(conv1x1(x)) when that is cheaper",
      pass_commute_upsample},
+    {"attention", "matmul(softmax(q k^T * s), v) as one streaming attention op", pass_attention},
     {"cse", "common subexpressions merged", pass_cse},
     {"dce", "nodes no output depends on removed", pass_dce},
 };

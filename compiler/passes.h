@@ -63,6 +63,9 @@ Graph *pass_split_concat(Ctx *cx, const Graph *g, uint32_t *rewritten);
 /* conv1x1(upsample(x)) becomes upsample(conv1x1(x)) where that costs fewer FLOPs. Equal in
  * real arithmetic; f32 rounding differs within the conformance tolerance. */
 Graph *pass_commute_upsample(Ctx *cx, const Graph *g, uint32_t *rewritten);
+/* matmul(softmax(scale * q k^T), v) becomes one ATTENTION op (no score matrix). Equal in real
+ * arithmetic; the online softmax rounds differently (within the conformance tolerance). */
+Graph *pass_attention(Ctx *cx, const Graph *g, uint32_t *rewritten);
 /* Common subexpressions merged. Exact. */
 Graph *pass_cse(Ctx *cx, const Graph *g, uint32_t *rewritten);
 /* Nodes no output depends on removed (inputs and params kept). Exact. */

@@ -219,8 +219,68 @@ static bool owns_storage(const Node *n)
     return n->kind != OP_INPUT && n->kind != OP_PARAM && n->kind != OP_VIEW;
 }
 
+static bool is_elementwise(const Node *n)
+{
+    OpClass c = op_info[n->kind].cls;
+    return c == OPC_UNARY || c == OPC_BINARY;
+}
+
+/* The graph output whose kernel can compute in place over n's stored value, or NULL: a
+ * pointwise group storing only that output (no siblings), with n's shape, in which every node
+ * reading n (transitively) is elementwise with that same shape, so that the kernel reads n at
+ * exactly the index it writes; and no node outside that group reads n but n's own side
+ * reductions. Then n is stored straight into the output's buffer and no full-size scratch
+ * holds it (SE's x before `x * gate`, CBAM's x * channel gate). */
+static const Node *in_place_consumer(Sched *s, const Node *n, uint32_t *out_index)
+{
+    const Plan *pl = s->plan;
+    int32_t own = pl->pub.group_of[n->id], target = -1;
+    if (own < 0 || !owns_storage(n))
+        return NULL;
+    for (uint32_t i = n->id + 1; i < s->g->nnodes; i++) {
+        const Node *m = s->g->nodes[i];
+        if (!pl->live[i])
+            continue;
+        for (uint32_t k = 0; k < m->ninputs; k++) {
+            if (m->inputs[k] != n)
+                continue;
+            int32_t gm = pl->pub.group_of[i];
+            if (gm == own && pl->role[i] == ROLE_SIDE)
+                continue;
+            if (gm < 0 || gm == own || (target >= 0 && gm != target))
+                return NULL;
+            target = gm;
+        }
+    }
+    if (target < 0)
+        return NULL;
+    const PlanGroup *grp = &pl->groups[target];
+    const Node *root = s->g->nodes[grp->root];
+    if (grp->kind != GROUP_POINTWISE || grp->nextra || !shape_equal(&root->shape, &n->shape))
+        return NULL;
+    bool *reads_n = ARENA_ARRAY(s->cx->loop_arena, bool, s->g->nnodes);
+    reads_n[n->id] = true;
+    for (uint32_t i = n->id + 1; i <= grp->root; i++) {
+        const Node *m = s->g->nodes[i];
+        if (pl->pub.group_of[i] != target)
+            continue;
+        for (uint32_t k = 0; k < m->ninputs; k++)
+            reads_n[i] = reads_n[i] || reads_n[m->inputs[k]->id];
+        if (reads_n[i] && (!is_elementwise(m) || !shape_equal(&m->shape, &n->shape)))
+            return NULL;
+    }
+    for (uint32_t o = 0; o < s->g->noutputs; o++)
+        if (s->g->outputs[o] == root && !s->claimed[o] && owns_storage(root)) {
+            *out_index = o;
+            return root;
+        }
+    return NULL;
+}
+
 const LoopBuffer *sched_dest(Sched *s, const Node *n)
 {
+    if (s->in_place[n->id])
+        return s->val[n->id] = s->in_place[n->id];
     if (s->plan->pub.prepared[n->id]) {
         char name[64];
         snprintf(name, sizeof name, "%s%u", op_info[n->kind].name, n->id);
@@ -234,6 +294,13 @@ const LoopBuffer *sched_dest(Sched *s, const Node *n)
             s->claimed[o] = true;
             return s->val[n->id] = s->outputs[o];
         }
+    uint32_t o;
+    const Node *root = in_place_consumer(s, n, &o);
+    if (root) {
+        s->claimed[o] = true;
+        s->in_place[root->id] = s->outputs[o];
+        return s->val[n->id] = s->outputs[o];
+    }
     return s->val[n->id] = sched_scratch(s, op_info[n->kind].name, n->id, shape_numel(&n->shape));
 }
 
@@ -398,7 +465,10 @@ static void lower_node(Sched *s, const Node *n)
         sched_pool(s, n);
         return;
     case OPC_ATTENTION:
-        sched_mha(s, n);
+        if (n->kind == OP_MHA)
+            sched_mha(s, n);
+        else
+            sched_sdpa(s, n);
         return;
     case OPC_NORM:
         if (n->kind == OP_BATCHNORM)
@@ -464,6 +534,7 @@ LoopProgram *schedule_graph(Ctx *cx, const Graph *g, uint32_t vector_lanes)
     s.trans = ARENA_ARRAY(a, const LoopBuffer *, g->nparams + 1);
     s.outputs = ARENA_ARRAY(a, const LoopBuffer *, g->noutputs + 1);
     s.claimed = ARENA_ARRAY(a, bool, g->noutputs + 1);
+    s.in_place = ARENA_ARRAY(a, const LoopBuffer *, g->nnodes + 1);
     add_signature(&s);
 
     s.keep = kept_values(&s);

@@ -25,8 +25,8 @@
  *            fewer columns than lanes, B transposed per batch into scratch and the dot form
  *   conv2d   1x1, stride 1, no padding: per (image, group) W [og, cg] times X [cg, H*W], row
  *            bias (conv_pointwise); every other conv is in schedule_conv.c
- *   mha      projections, scaled scores (dot form on K's rows, or K transposed per head),
- *            softmax, P V, out projection
+ *   mha      the in projections, the streaming attention core (schedule_attention.c), the
+ *            out projection
  * Numerics: f32 accumulation with fused multiply-adds (interp.c uses double); within the
  * conformance tolerance for the tested sizes. No reduction is split across threads.
  */
@@ -854,59 +854,6 @@ static void project(Sched *s, const Node *n, const char *part, const LoopBuffer 
     gemm(s, &g);
 }
 
-/* Scores per (batch, head): Q_h [L, hd] K_h^T [hd, S] / sqrt(hd), into sc [N, heads, L, S].
- * With fewer keys than lanes the dot form reads K's rows as they are; otherwise each head's
- * keys are first transposed to [hd, S] so that vectors run along S. */
-static void mha_scores(Sched *s, const Node *n, const LoopBuffer *qp, const LoopBuffer *kp,
-                       const LoopBuffer *sc)
-{
-    const Shape *qs = &n->inputs[0]->shape, *ks = &n->inputs[1]->shape;
-    int64_t nb = qs->dim[0], l = qs->dim[1], e = qs->dim[2], sl = ks->dim[1];
-    int64_t heads = n->attr.mha.heads, hd = e / heads;
-    Gemm g = {.m = l, .n = sl, .k = hd, .lda = e, .ldc = sl, .nbatch = 2};
-    g.scale = (float)(1.0 / sqrt((double)hd));
-    g.a = qp;
-    g.c = sc;
-    g.bdim[0] = nb;
-    g.bdim[1] = heads;
-    g.sa[0] = l * e;
-    g.sa[1] = hd;
-    g.sc[0] = heads * l * sl;
-    g.sc[1] = l * sl;
-    g.dot = use_dot(s, sl, hd);
-    if (g.dot) {
-        g.b = kp;
-        g.ldb = e;
-        g.sb[0] = sl * e;
-        g.sb[1] = hd;
-        sched_kernel(s, n, "scores");
-        gemm(s, &g);
-        return;
-    }
-    const LoopBuffer *kt = sched_scratch(s, "mha_kt", n->id, nb * sl * e);
-    /* kt[b, h, t, j] = kp[b, j, h*hd + t]: each head's keys as a [hd, S] matrix. */
-    Pw pw = {.rank = 4, .dim = {nb, heads, hd, sl}, .nsrc = 1};
-    pw.dst.buf = kt;
-    pw.dst.st[0] = heads * hd * sl;
-    pw.dst.st[1] = hd * sl;
-    pw.dst.st[2] = sl;
-    pw.dst.st[3] = 1;
-    pw.src[0].buf = kp;
-    pw.src[0].st[0] = sl * e;
-    pw.src[0].st[1] = hd;
-    pw.src[0].st[2] = 1;
-    pw.src[0].st[3] = e;
-    sched_kernel(s, n, "kt");
-    sched_pointwise(s, &pw);
-
-    g.b = kt;
-    g.ldb = sl;
-    g.sb[0] = heads * hd * sl;
-    g.sb[1] = hd * sl;
-    sched_kernel(s, n, "scores");
-    gemm(s, &g);
-}
-
 /* nn.MultiheadAttention(E, heads, batch_first=True) in eval mode, as interp.c's eval_mha. */
 void sched_mha(Sched *s, const Node *n)
 {
@@ -923,31 +870,27 @@ void sched_mha(Sched *s, const Node *n)
     const LoopBuffer *qp = sched_scratch(s, "mha_q", n->id, nb * l * e);
     const LoopBuffer *kp = sched_scratch(s, "mha_k", n->id, nb * sl * e);
     const LoopBuffer *vp = sched_scratch(s, "mha_v", n->id, nb * sl * e);
-    const LoopBuffer *sc = sched_scratch(s, "mha_p", n->id, nb * heads * l * sl);
     const LoopBuffer *att = sched_scratch(s, "mha_att", n->id, nb * l * e);
     const LoopBuffer *dst = sched_dest(s, n);
     project(s, n, "q", q, in_w, 3 * e, 0, in_b, qp, nb * l, e);
     project(s, n, "k", k, in_w, 3 * e, e, in_b, kp, nb * sl, e);
     project(s, n, "v", v, in_w, 3 * e, 2 * e, in_b, vp, nb * sl, e);
 
-    mha_scores(s, n, qp, kp, sc);
-    sched_kernel(s, n, "softmax");
-    sched_softmax_rows(s, sc, sc, nb * heads * l, sl, 1);
-
-    /* att[b, i, h*hd + t] = sum_j P[b, h, i, j] V[b, j, h*hd + t]. */
-    Gemm pv = {.m = l, .n = hd, .k = sl, .lda = sl, .ldb = e, .ldc = e, .nbatch = 2, .scale = 1.0f};
-    pv.a = sc;
-    pv.b = vp;
-    pv.c = att;
-    pv.bdim[0] = nb;
-    pv.bdim[1] = heads;
-    pv.sa[0] = heads * l * sl;
-    pv.sa[1] = l * sl;
-    pv.sb[0] = sl * e;
-    pv.sb[1] = hd;
-    pv.sc[0] = l * e;
-    pv.sc[1] = hd;
-    sched_kernel(s, n, "pv");
-    gemm(s, &pv);
+    Attention at = {.q = qp,
+                    .k = kp,
+                    .v = vp,
+                    .out = att,
+                    .nb = nb,
+                    .heads = heads,
+                    .l = l,
+                    .s = sl,
+                    .hd = hd,
+                    .dv = hd,
+                    .qst = {l * e, hd, e},
+                    .kst = {sl * e, hd, e, 1},
+                    .vst = {sl * e, hd, e},
+                    .ost = {l * e, hd, e}};
+    at.scale = (float)(1.0 / sqrt((double)hd));
+    sched_attention(s, n, &at);
     project(s, n, "out", att, out_w, e, 0, out_b, dst, nb * l, e);
 }

@@ -16,6 +16,8 @@
  *   schedule_contract.c  the register-blocked GEMM with its epilogue; linear, matmul, 1x1
  *                        conv2d, mha
  *   schedule_conv.c      conv2d (k x k): register tiles over zero-padded input rows
+ *   schedule_attention.c softmax(scale * q k^T) v as one streaming kernel (mha's core, and the
+ *                        attention pass's op)
  * Invariants: every access is in bounds for every shape (ranges are split into vector bodies
  * and scalar tails, never padded); the outermost loop of a run kernel is FOR_PARALLEL over
  * independent iterations (never splitting a reduction: each reduced value is accumulated in
@@ -104,6 +106,8 @@ typedef struct Sched {
     const LoopBuffer **trans;   /* by param index: prepared 2-D transpose, or NULL */
     const LoopBuffer **outputs; /* by output index: BUF_OUTPUT */
     bool *claimed;              /* by output index: a kernel writes it directly */
+    /* by node id: the output buffer a group root computes in place over (sched_dest), or NULL */
+    const LoopBuffer **in_place;
     LoopKernel *k; /* the kernel being built */
     bool prepare;  /* building a prepare kernel (serial loops) */
     const Plan *plan;
@@ -381,5 +385,22 @@ uint32_t pick_mr(int64_t m, uint32_t max);
 void pick_tile(const Sched *s, int64_t m, uint32_t *mr, uint32_t *nv);
 enum { MAX_MR = 8, MAX_NV = 4 }; /* the largest register tile pick_tile returns */
 void sched_mha(Sched *s, const Node *n);
+
+/* ---- attention (schedule_attention.c) ---- */
+
+/* softmax(scale * Q K^T) V per batch and head, Q [L, hd], K [S, hd], V [S, dv]: element (row
+ * r, column t) of batch b, head h of Q, V or the output at b * st[0] + h * st[1] + r * st[2] +
+ * t; of K at b * kst[0] + h * kst[1] + r * kst[2] + t * kst[3]. */
+typedef struct Attention {
+    const LoopBuffer *q, *k, *v, *out;
+    int64_t nb, heads, l, s, hd, dv;
+    int64_t qst[3], kst[4], vst[3], ost[3];
+    float scale;
+} Attention;
+
+/* The keys packed per head (one or two kernels), then the streaming (flash) kernel. */
+void sched_attention(Sched *s, const Node *n, const Attention *a);
+/* OP_ATTENTION, through sched_attention. */
+void sched_sdpa(Sched *s, const Node *n);
 
 #endif

@@ -402,6 +402,65 @@ case("matmul_1d_1d_view", "return view(matmul(a, b), shape=[1])", {"a": a, "b": 
      torch.matmul(a, b).reshape(1))
 
 # ---------------------------------------------------------------------------------------------
+# attention written out: softmax(scale * q k^T) v in its common spellings. The compiled backends
+# recognize each as one streaming attention op (the attention pass; the variants it declines,
+# last, are computed op by op); the interpreter runs them as written.
+
+
+def sdpa(q, k, v, scale):
+    return torch.softmax(torch.matmul(q, k.transpose(-2, -1)) * scale, -1) @ v
+
+
+q, k, v = R(2, 7, 5) * 2, R(2, 13, 5) * 2, R(2, 13, 6)
+kt = k.transpose(1, 2).contiguous()
+ATTN = [
+    ("scores_times", "softmax(matmul(q, transpose(k, dims=[1, 2])) * 0.37, axis=-1)", 0.37),
+    ("scores_divided", "softmax(matmul(q, transpose(k, dims=[-2, -1])) / 2.5, axis=2)", 0.4),
+    ("scalar_first", "softmax(0.37 * matmul(q, transpose(k, dims=[1, 2])), axis=-1)", 0.37),
+    ("scale_on_q", "softmax(matmul(q * 0.37, transpose(k, dims=[1, 2])), axis=-1)", 0.37),
+    ("scale_on_k", "softmax(matmul(q, transpose(k / 2.5, dims=[1, 2])), axis=-1)", 0.4),
+    ("scale_on_kt", "softmax(matmul(q, transpose(k, dims=[1, 2]) * 0.37), axis=-1)", 0.37),
+    ("scale_twice", "softmax(matmul(q * 0.5, transpose(k, dims=[1, 2])) / 1.25, axis=-1)", 0.4),
+    ("permute_k", "softmax(matmul(q, permute(k, perm=[0, 2, 1])) * 0.37, axis=-1)", 0.37),
+    ("no_scale", "softmax(matmul(q, transpose(k, dims=[1, 2])), axis=-1)", 1.0),
+]
+for name, scores, scale in ATTN:
+    case("attention_" + name, "return matmul(%s, v)" % scores, {"q": q, "k": k, "v": v},
+         sdpa(q, k, v, scale))
+case("attention_k_given_transposed", "return matmul(softmax(matmul(q, kt) * 0.37, axis=-1), v)",
+     {"q": q, "kt": kt, "v": v}, sdpa(q, k, v, 0.37))
+# more keys than one register tile's block (whole key panels and a partial one), at every
+# vector width
+ql, kl, vl = R(2, 10, 5) * 2, R(2, 53, 5) * 2, R(2, 53, 7)
+case("attention_long_keys", "return matmul(softmax(matmul(q, transpose(k, dims=[1, 2])) * 0.6, "
+     "axis=-1), v)", {"q": ql, "k": kl, "v": vl}, sdpa(ql, kl, vl, 0.6))
+q2, k2, v2 = R(9, 4) * 2, R(11, 4) * 2, R(11, 3)
+case("attention_rank2", "return matmul(softmax(matmul(q, transpose(k, dims=[0, 1])) * 0.5, "
+     "axis=-1), v)", {"q": q2, "k": k2, "v": v2}, sdpa(q2, k2, v2, 0.5))
+# heads formed through view and permute: [N, L, H*d] -> [N, H, L, d], and back
+x = R(2, 9, 12)
+heads = "\n".join([
+    "q = permute(view(x * 1.5, shape=[2, 9, 3, 4]), perm=[0, 2, 1, 3])",
+    "k = permute(view(x - 0.5, shape=[2, 9, 3, 4]), perm=[0, 2, 1, 3])",
+    "v = permute(view(x, shape=[2, 9, 3, 4]), perm=[0, 2, 1, 3])",
+    "k = transpose(k, dims=[2, 3])",
+    "a = matmul(softmax(matmul(q, k) / 2, axis=-1), v)",
+    "return view(permute(a, perm=[0, 2, 1, 3]), shape=[2, 9, 12])"])
+qh, kh, vh = [t.view(2, 9, 3, 4).permute(0, 2, 1, 3) for t in (x * 1.5, x - 0.5, x)]
+case("attention_heads_view_permute", heads, {"x": x},
+     sdpa(qh, kh, vh, 0.5).permute(0, 2, 1, 3).reshape(2, 9, 12))
+# declined: the scores also leave the graph; the softmax is over another axis
+case("attention_scores_also_returned",
+     "s = matmul(q, transpose(k, dims=[1, 2])) * 0.37\nreturn matmul(softmax(s, axis=-1), v), s",
+     {"q": q, "k": k, "v": v},
+     {"a": sdpa(q, k, v, 0.37), "s": torch.matmul(q, k.transpose(1, 2)) * 0.37})
+qs = R(2, 13, 5)
+case("attention_softmax_not_last",
+     "return matmul(softmax(matmul(q, transpose(k, dims=[1, 2])) * 0.37, axis=1), v)",
+     {"q": qs, "k": k, "v": v},
+     torch.softmax(torch.matmul(qs, k.transpose(1, 2)) * 0.37, 1) @ v)
+
+# ---------------------------------------------------------------------------------------------
 # layout: permute, view, flatten, transpose
 x = R(2, 3, 5, 7)
 LAYOUT = [

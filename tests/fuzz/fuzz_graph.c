@@ -1,9 +1,10 @@
 /*
  * fuzz_graph: a structured fuzzer for the whole compiler. The input bytes choose a random
  * VALID graph from the op catalogue (elementwise ops with broadcasting, reductions, softmax,
- * matmul, linear, conv2d, norms, attention, upsampling, concat, pools and the layout ops) with
- * small shapes (now and then one dim up to 40, past every vector width and tile). The graph is
- * written as .fuse text, compiled (parse, sema, build) and evaluated by the reference
+ * matmul, linear, conv2d, norms, attention (mha, and written out as matmul, softmax, matmul),
+ * upsampling, concat, pools and the layout ops) with small shapes (now and then one dim up to
+ * 40, past every vector width and tile). The graph is written as .fuse text, compiled (parse,
+ * sema, build) and evaluated by the reference
  * interpreter on deterministic pseudo-random inputs and weights; it is lowered as the command
  * line lowers it (driver_lower: the graph passes, schedule_graph, loop_verify), or for one lane
  * setting in four by schedule_graph alone, and run through the JIT and, when the first byte says
@@ -731,6 +732,81 @@ static bool gen_mha(Gen *g, const Value *a)
                   (long long)heads, bias ? "" : ", bias=false", scope(g, sc)) >= 0;
 }
 
+/* Attention written out, in one of the spellings the attention pass recognizes:
+ * matmul(softmax(scores, last axis), v) with q the operand, k and v new inputs or q itself, k^T
+ * through transpose or permute or given as an input, a scalar scale on the scores (`* c`,
+ * `c *`, `/ c`), on q, on k, or none. */
+static bool gen_attention(Gen *g, const Value *a)
+{
+    const Shape *q = &a->shape;
+    uint32_t r = q->rank;
+    if (r < 2 || r > 4 || !isfinite(a->bound))
+        return false;
+    int64_t l = q->dim[r - 2], d = q->dim[r - 1], sl = flip(&g->in) ? l : size(g, 9);
+    int64_t dv = flip(&g->in) ? d : size(g, 6), nb = numel(q) / (l * d);
+    if (nb * l * sl * (d + dv) > MAX_MACS || nb * l * dv > MAX_ELEMS || nb * sl * d > MAX_ELEMS ||
+        nb * sl * dv > MAX_ELEMS)
+        return false;
+    Shape ks = *q, kts = *q, vs = *q, os = *q;
+    ks.dim[r - 2] = sl;
+    kts.dim[r - 2] = d;
+    kts.dim[r - 1] = sl;
+    vs.dim[r - 2] = sl;
+    vs.dim[r - 1] = dv;
+    os.dim[r - 1] = dv;
+    const char *qn = a->name;
+    char kn[8], vn[8], kscaled[48], qt[48], kt[112], scores[256];
+    double kb = a->bound, vb = a->bound;
+    bool self = sl == l && flip(&g->in);
+    int ki = -1;
+    unsigned kform = pick(&g->in, 3); /* 0 transpose, 1 permute, 2 k^T as an input */
+    if (kform == 2) {
+        ki = new_input(g, &kts);
+    } else if (!self) {
+        ki = new_input(g, &ks);
+    }
+    if (ki < 0 && (kform == 2 || !self))
+        return false;
+    snprintf(kn, sizeof kn, "%s", ki >= 0 ? g->v[ki].name : qn);
+    kb = ki >= 0 ? INPUT_BOUND : kb;
+    if (dv == d && sl == l && self && flip(&g->in)) {
+        snprintf(vn, sizeof vn, "%s", qn);
+    } else {
+        int vi = new_input(g, &vs);
+        if (vi < 0)
+            return false;
+        snprintf(vn, sizeof vn, "%s", g->v[vi].name);
+        vb = INPUT_BOUND;
+    }
+    unsigned where = pick(&g->in, 6); /* scores * c, c * scores, scores / c, q, k, none */
+    double c = (double)range(&g->in, 1, 8) / 8.0;
+    snprintf(kscaled, sizeof kscaled, where == 4 ? "(%s * %g)" : "%s", kn, c);
+    if (kform == 0)
+        snprintf(kt, sizeof kt, "transpose(%s, dims=[%lld, %lld])", kscaled, axis_text(g, r - 2, r),
+                 axis_text(g, r - 1, r));
+    else if (kform == 1) {
+        StrBuf perm = {0};
+        for (uint32_t i = 0; i < r; i++)
+            sb_printf(&perm, "%s%u", i ? ", " : "", i + 2 == r ? r - 1 : i + 1 == r ? r - 2 : i);
+        snprintf(kt, sizeof kt, "permute(%s, perm=[%s])", kscaled, sb_str(&perm));
+        sb_free(&perm);
+    } else
+        snprintf(kt, sizeof kt, "%s", kscaled);
+    snprintf(qt, sizeof qt, where == 3 ? "(%s * %g)" : "%s", qn, c);
+    if (where == 0)
+        snprintf(scores, sizeof scores, "matmul(%s, %s) * %g", qt, kt, c);
+    else if (where == 1)
+        snprintf(scores, sizeof scores, "%g * matmul(%s, %s)", c, qt, kt);
+    else if (where == 2)
+        snprintf(scores, sizeof scores, "matmul(%s, %s) / %g", qt, kt, 1.0 / c);
+    else
+        snprintf(scores, sizeof scores, "matmul(%s, %s)", qt, kt);
+    if (a->bound * kb * (double)d > BOUND_LIMIT)
+        return false;
+    return define(g, &os, vb, false, "matmul(softmax(%s, axis=%lld), %s)", scores,
+                  axis_text(g, r - 1, r), vn) >= 0;
+}
+
 static bool gen_upsample(Gen *g, const Value *a)
 {
     /* Scales exact in binary, so floor(in * scale) has one answer. */
@@ -955,9 +1031,10 @@ static bool gen_layout(Gen *g, const Value *a)
 typedef bool (*GenOp)(Gen *g, const Value *a);
 
 static const GenOp gen_ops[] = {
-    gen_unary,   gen_transcendental, gen_binary, gen_binary, gen_scalar,    gen_reduce,
-    gen_softmax, gen_matmul,         gen_linear, gen_conv,   gen_batchnorm, gen_layernorm,
-    gen_mha,     gen_upsample,       gen_concat, gen_pool,   gen_layout,    gen_layout,
+    gen_unary,     gen_transcendental, gen_binary, gen_binary,    gen_scalar,
+    gen_reduce,    gen_softmax,        gen_matmul, gen_linear,    gen_conv,
+    gen_batchnorm, gen_layernorm,      gen_mha,    gen_upsample,  gen_concat,
+    gen_pool,      gen_layout,         gen_layout, gen_attention,
 };
 
 /* The graph's text into `out`; the values it returns into outs[0, *nouts). */

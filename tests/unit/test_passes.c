@@ -8,7 +8,8 @@
  * driver_compile_graph, passes included), since until the schedule hoists weight-only nodes it
  * computes them on every call and must take whatever the passes make.
  * Rewrites: the seed block loses its concat and BatchNorm, runs its low-resolution conv before
- * the upsample and executes about 37% fewer FLOPs; each pass's decline cases are left alone.
+ * the upsample and executes about 37% fewer FLOPs; the spellings of attention become one op;
+ * each pass's decline cases are left alone.
  */
 #include <dirent.h>
 #include <stdbool.h>
@@ -297,6 +298,56 @@ static void commute_upsample_rewrites(void **state)
     test_compile_free(&t);
 }
 
+/* Each spelling of softmax(scale * q k^T) v becomes one attention op with the scale folded;
+ * the scores returned as well, or a softmax over another axis, are left to the ops. */
+static void attention_rewrites(void **state)
+{
+    (void)state;
+    static const struct {
+        float scale;
+        bool k_transposed;
+    } want[] = {{0.5f, false}, {0.25f, false}, {0.75f, false}, {0.125f, false},
+                {0.2f, false}, {0.3f, false},  {1.0f, false},  {2.0f, true}};
+    TestCompile t;
+    const Graph *opt =
+        optimize(&t,
+                 "fuse 1\n"
+                 "graph g(q: f32[2, 7, 5], k: f32[2, 13, 5], kt: f32[2, 5, 13], v: f32[2, 13, 6], "
+                 "x: f32[2, 9, 12])\n"
+                 "  -> (a0: f32[2, 7, 6], a1: f32[2, 7, 6], a2: f32[2, 7, 6], a3: f32[2, 7, 6], "
+                 "a4: f32[2, 7, 6], a5: f32[2, 7, 6], a6: f32[2, 7, 6], a7: f32[2, 7, 6], "
+                 "heads: f32[2, 9, 12], d0: f32[2, 7, 6], s: f32[2, 7, 13], d1: f32[2, 7, 6]) {\n"
+                 "  kk = transpose(k, dims=[1, 2])\n"
+                 "  a0 = matmul(softmax(matmul(q, kk) * 0.5, axis=-1), v)\n"
+                 "  a1 = matmul(softmax(matmul(q, kk) / 4, axis=2), v)\n"
+                 "  a2 = matmul(softmax(0.75 * matmul(q, kk), axis=-1), v)\n"
+                 "  a3 = matmul(softmax(matmul(q * 0.125, kk), axis=-1), v)\n"
+                 "  a4 = matmul(softmax(matmul(q, transpose(k / 5, dims=[-2, -1])), axis=-1), v)\n"
+                 "  a5 = matmul(softmax(matmul(q, kk * 0.3), axis=-1), v)\n"
+                 "  a6 = matmul(softmax(matmul(q, permute(k, perm=[0, 2, 1])), axis=-1), v)\n"
+                 "  a7 = matmul(softmax(matmul(q, kt) * 2, axis=-1), v)\n"
+                 "  qh = permute(view(x, shape=[2, 9, 3, 4]), perm=[0, 2, 1, 3])\n"
+                 "  kh = transpose(permute(view(x * 2, shape=[2, 9, 3, 4]), perm=[0, 2, 1, 3]), "
+                 "dims=[2, 3])\n"
+                 "  h = matmul(softmax(matmul(qh, kh) / 2, axis=-1), qh)\n"
+                 "  s = matmul(q, kk) * 0.9\n"
+                 "  d1 = matmul(softmax(matmul(q, kk) * 0.7, axis=1), v)\n"
+                 "  return a0, a1, a2, a3, a4, a5, a6, a7, view(permute(h, perm=[0, 2, 1, 3]), "
+                 "shape=[2, 9, 12]), matmul(softmax(s, axis=-1), v), s, d1\n"
+                 "}\n",
+                 NULL, NULL, "attention");
+    for (uint32_t o = 0; o < countof(want); o++) {
+        const Node *a = opt->outputs[o];
+        assert_int_equal(a->kind, OP_ATTENTION);
+        assert_float_equal(a->attr.attention.scale, want[o].scale, 1e-7);
+        assert_int_equal(a->attr.attention.k_transposed, want[o].k_transposed);
+    }
+    assert_int_equal(graph_count_op(opt, OP_ATTENTION), countof(want) + 1); /* + heads */
+    assert_int_equal(opt->outputs[9]->kind, OP_MATMUL);
+    assert_int_equal(opt->outputs[11]->kind, OP_MATMUL);
+    test_compile_free(&t);
+}
+
 static void cse_and_dce(void **state)
 {
     (void)state;
@@ -342,7 +393,7 @@ static void options(void **state)
 
     size_t n;
     const Pass *table = passes_table(&n);
-    assert_true(n == 6);
+    assert_true(n == 7);
     assert_string_equal(table[n - 1].name, "dce");
     assert_ptr_equal(passes_find("split-concat"), &table[2]);
     assert_null(passes_find("nope"));
@@ -360,6 +411,7 @@ int main(void)
         cmocka_unit_test(fold_batchnorm_rewrites),
         cmocka_unit_test(split_concat_rewrites),
         cmocka_unit_test(commute_upsample_rewrites),
+        cmocka_unit_test(attention_rewrites),
         cmocka_unit_test(cse_and_dce),
         cmocka_unit_test(options),
     };

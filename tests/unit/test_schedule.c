@@ -867,6 +867,63 @@ static void buffers_and_kernels(void **state)
     test_compile_free(&t);
 }
 
+/* The scratch buffers holding exactly `elems` floats. */
+static uint32_t scratch_of(const LoopProgram *p, int64_t elems)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < p->nbuffers; i++)
+        n += p->buffers[i]->kind == BUF_SCRATCH && p->buffers[i]->elems == elems;
+    return n;
+}
+
+/* A value whose only reader (besides its own kernel's side reductions) is the elementwise
+ * kernel of an output of its shape is stored into that output, which the kernel then updates
+ * in place (SE's x * gate): no full-size scratch. Not when the value is read elsewhere too, or
+ * at other indices (through a permute), or broadcast. */
+static void in_place_outputs(void **state)
+{
+    (void)state;
+    static const struct {
+        Case c;
+        uint32_t scratch; /* full-size scratch buffers expected */
+    } cases[] = {
+        {{"se",
+          G("x: f32[2,8,5,7]) -> f32[2,8,5,7]",
+            "y = relu(conv2d(x, out=8, kernel=1) @c)\n"
+            "return y * sigmoid(mean(y, axes=[2, 3], keepdim=true))"),
+          NULL},
+         0},
+        {{"chain",
+          G("x: f32[2,8,5,7]) -> f32[2,8,5,7]",
+            "y = relu(conv2d(x, out=8, kernel=1) @c)\n"
+            "return tanh(y * 2 + mean(y, axes=[2, 3], keepdim=true)) - y"),
+          NULL},
+         0},
+        {{"also_returned",
+          G("x: f32[2,8,5,7]) -> (a: f32[2,8,5,7], b: f32[2,8,5,7])",
+            "y = relu(conv2d(x, out=8, kernel=1) @c)\n"
+            "return y * sigmoid(mean(y, axes=[2, 3], keepdim=true)), "
+            "exp(y)"),
+          NULL},
+         1},
+        {{"permuted",
+          G("x: f32[2,8,5,5]) -> f32[2,8,5,5]",
+            "y = relu(conv2d(x, out=8, kernel=1) @c)\n"
+            "return permute(y, perm=[0, 1, 3, 2]) * mean(y, axes=[2, 3], keepdim=true)"),
+          NULL},
+         1},
+    };
+    for (size_t i = 0; i < countof(cases); i++)
+        for (uint32_t vl = 4; vl <= 16; vl *= 2) {
+            TestCompile t;
+            LoopProgram *p = schedule_case(&t, &cases[i].c, vl);
+            if (scratch_of(p, 2 * 8 * 5 * (i == 3 ? 5 : 7)) != cases[i].scratch)
+                fail_msg("%s (vl %u): %u full-size scratch buffers, want %u", cases[i].c.name, vl,
+                         scratch_of(p, 2 * 8 * 5 * (i == 3 ? 5 : 7)), cases[i].scratch);
+            test_compile_free(&t);
+        }
+}
+
 static bool is_identifier(const char *s)
 {
     if (!s[0] || (s[0] >= '0' && s[0] <= '9'))
@@ -943,19 +1000,13 @@ static void contractions_are_vectorized(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(elementwise_ops),
-        cmocka_unit_test(nan_propagation),
-        cmocka_unit_test(layout_ops),
-        cmocka_unit_test(upsample_ops),
-        cmocka_unit_test(reduce_ops),
-        cmocka_unit_test(norm_and_pool_ops),
-        cmocka_unit_test(contraction_ops),
-        cmocka_unit_test(conv_ops),
-        cmocka_unit_test(contraction_kernels),
-        cmocka_unit_test(outputs_and_weights),
-        cmocka_unit_test(buffers_and_kernels),
-        cmocka_unit_test(output_copies_and_names),
-        cmocka_unit_test(contractions_are_vectorized),
+        cmocka_unit_test(elementwise_ops),     cmocka_unit_test(nan_propagation),
+        cmocka_unit_test(layout_ops),          cmocka_unit_test(upsample_ops),
+        cmocka_unit_test(reduce_ops),          cmocka_unit_test(norm_and_pool_ops),
+        cmocka_unit_test(contraction_ops),     cmocka_unit_test(conv_ops),
+        cmocka_unit_test(contraction_kernels), cmocka_unit_test(outputs_and_weights),
+        cmocka_unit_test(buffers_and_kernels), cmocka_unit_test(output_copies_and_names),
+        cmocka_unit_test(in_place_outputs),    cmocka_unit_test(contractions_are_vectorized),
     };
     return cmocka_run_group_tests_name("schedule", tests, NULL, NULL);
 }
