@@ -506,6 +506,59 @@ static void prefetch_next(Sched *s, LoopStmt *block, const GemmRun *r, int64_t w
     ls_append(s->p, cl, ls_prefetch(s->p, g->b, ix_add(s, row, ix_v(s, c)), 2));
 }
 
+/* The column reductions of the MR rows over this column block, unfinished, into partial[k] at
+ * [block][row] (block = batch * ncb + column block, of nblocks): a reduction over all columns
+ * would be split across threads, so each column block keeps its own, and finish_partials
+ * combines them in block order (the result does not depend on the thread count). */
+static void store_partials(Sched *s, const GemmRun *r, LoopStmt *block, const LoopBuffer **partial,
+                           LoopExpr *blk, int64_t nblocks, LoopExpr *row0)
+{
+    const Gemm *g = r->g;
+    const Fuse *f = g->epi;
+    LoopExpr *at = sched_local(s, block, "pp", ix_add(s, ix_mulc(s, blk, g->m), row0));
+    for (uint32_t k = 0; k < f->nside; k++) {
+        const FuseSide *sd = &f->side[k];
+        partial[k] = sched_scratch(s, "partial", sd->n->id, nblocks * g->m);
+        for (uint32_t i = 0; i < r->mr; i++) {
+            LoopExpr *total = lx_var(s->p, r->sacc[k][i]);
+            if (r->vacc[k][i])
+                total = bin(s, sd->op, lx_reduce(s->p, sd->op, lx_var(s->p, r->vacc[k][i])), total);
+            ls_append(s->p, block, ls_store(s->p, partial[k], ix_addc(s, at, i), total));
+        }
+    }
+}
+
+/* One more kernel: each row's column reductions combined over the column blocks in order,
+ * finished (a mean divides) and stored where the side reduction's value goes. */
+static void finish_partials(Sched *s, const Gemm *g, const LoopBuffer *const *partial,
+                            int64_t batches, int64_t ncb)
+{
+    const Fuse *f = g->epi;
+    sched_kernel(s, s->g->nodes[f->grp->anchor], "pool");
+    LoopVar *t = sched_ivar(s, "t");
+    LoopStmt *body = sched_par(s, t, batches * g->m);
+    LoopExpr *row = sched_local(s, body, "row", ix_mod(s, ix_v(s, t), g->m));
+    LoopExpr *bt = sched_local(s, body, "bt", ix_div(s, ix_v(s, t), g->m));
+    LoopExpr *bpart[FUSE_MAX_RANK];
+    batch_coords(s, g, bt, bpart, body);
+    FusePoint pt;
+    row_point(s, g, bpart, row, 0, &pt, body);
+    for (uint32_t k = 0; k < f->nside; k++) {
+        const FuseSide *sd = &f->side[k];
+        LoopVar *acc = decl(s, body, sched_fvar(s, "acc", 1), fuse_side_init(s, sd, 1));
+        LoopVar *cb = sched_ivar(s, "cb");
+        LoopStmt *cl = sched_for(s, body, cb, ix_c(s, 0), ix_c(s, ncb), 1);
+        LoopExpr *at =
+            ix_add(s, ix_mulc(s, ix_add(s, ix_mulc(s, bt, ncb), ix_v(s, cb)), g->m), row);
+        ls_append(
+            s->p, cl,
+            ls_assign(s->p, acc, bin(s, sd->op, lx_var(s->p, acc), fx_load(s, partial[k], at, 1))));
+        LoopExpr *dst = fuse_index(s, &pt, sd->st, sd->off);
+        ls_append(s->p, body,
+                  ls_store(s->p, sd->buf, dst, fuse_side_finish(s, sd, lx_var(s->p, acc))));
+    }
+}
+
 /* Parallel over (batch, column block), the row blocks in order inside: a column block of B
  * stays in cache for all of them, and row reductions are accumulated in a fixed order. */
 static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t batches,
@@ -534,7 +587,8 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     r->cbase = sched_local(s, rl, "cr", ix_add(s, cb, ix_mulc(s, row0, g->ldc)));
     if (g->bias)
         r->zbase = sched_local(s, rl, "zr", g->bias_row ? ix_add(s, zb, row0) : zb);
-    epi_rows(s, r, bt, row0, rl, false, 0);
+    bool col_sides = g->epi && g->epi->grp->order == SIDE_TRAILING;
+    epi_rows(s, r, bt, row0, rl, col_sides, width);
     if (r->bpk)
         prefetch_next(s, rl, r, width, last, cbk, ncb, mblk);
     if (g->epi && g->img_w && !s->prepare) { /* upsamples of this image row, per channel */
@@ -548,6 +602,9 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
         fuse_build_rows(s, g->epi, rows, r->mr, xax, g->img_w, rl);
     }
     block_span(s, rl, r, width, last, cbk, ncb, nv, gemm_tile, r);
+    const LoopBuffer *partial[PLAN_MAX_SIDES];
+    if (col_sides)
+        store_partials(s, r, rl, partial, ix_add(s, ix_mulc(s, bt, ncb), cbk), ncb * batches, row0);
     if (g->epi) {
         fuse_unbuild(g->epi);
         fuse_unhoist(g->epi);
@@ -562,6 +619,8 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
             block_span(s, body, r, width, last, cbk, ncb, 1, row_mean_body, &dc);
         }
     }
+    if (col_sides)
+        finish_partials(s, g, partial, batches, ncb);
 }
 
 /* A packed as [M/MR][K][MR] per M x K matrix at create time, so that the micro-kernel reads
@@ -823,10 +882,10 @@ void conv_pointwise(Sched *s, const Conv *c)
         fuse_deps(f);
     }
     /* Column blocks outside: the B block stays in cache across row blocks; needed for row
-     * (channel) reductions, impossible for column (pixel) ones. */
+     * (channel) reductions; column (pixel) reductions are kept per column block and combined
+     * by one more kernel (store_partials, finish_partials). */
     int64_t width = g.img_w ? g.img_w : COL_BLOCK;
-    g.cols_outer =
-        !g.dot && sides != SIDE_TRAILING && (sides == SIDE_AXIS || (hw + width - 1) / width >= 4);
+    g.cols_outer = !g.dot && (sides == SIDE_AXIS || (hw + width - 1) / width >= 4);
     gemm(s, &g);
 }
 

@@ -943,6 +943,26 @@ static uint32_t count_named(const LoopProgram *p, const char *part)
     return n;
 }
 
+/* A global pool over a contraction's output of many pixels: the contraction runs over column
+ * blocks in parallel, so each block keeps its own partial pool and one more kernel combines
+ * them in block order (the numerics are checked at every width, threads or not). */
+static void column_pools_per_block(void **state)
+{
+    (void)state;
+    Case c = {"pools",
+              G("x: f32[2,16,40,40]) -> (y: f32[2,16,40,40], m: f32[2,16,1,1])",
+                "y = relu(conv2d(x, out=16, kernel=1) @c)\n"
+                "return y * sigmoid(mean(y, axes=[2, 3], keepdim=true)), "
+                "amax(y, axes=[2, 3], keepdim=true)"),
+              NULL};
+    for (uint32_t vl = 4; vl <= 16; vl *= 2) {
+        TestCompile t;
+        LoopProgram *p = schedule_case(&t, &c, vl);
+        assert_int_equal(count_named(p, "_pool"), 1);
+        test_compile_free(&t);
+    }
+}
+
 /* Outputs that are inputs, weights or repeated are copies; names are identifiers. */
 static void output_copies_and_names(void **state)
 {
@@ -1000,13 +1020,21 @@ static void contractions_are_vectorized(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(elementwise_ops),     cmocka_unit_test(nan_propagation),
-        cmocka_unit_test(layout_ops),          cmocka_unit_test(upsample_ops),
-        cmocka_unit_test(reduce_ops),          cmocka_unit_test(norm_and_pool_ops),
-        cmocka_unit_test(contraction_ops),     cmocka_unit_test(conv_ops),
-        cmocka_unit_test(contraction_kernels), cmocka_unit_test(outputs_and_weights),
-        cmocka_unit_test(buffers_and_kernels), cmocka_unit_test(output_copies_and_names),
-        cmocka_unit_test(in_place_outputs),    cmocka_unit_test(contractions_are_vectorized),
+        cmocka_unit_test(elementwise_ops),
+        cmocka_unit_test(nan_propagation),
+        cmocka_unit_test(layout_ops),
+        cmocka_unit_test(upsample_ops),
+        cmocka_unit_test(reduce_ops),
+        cmocka_unit_test(norm_and_pool_ops),
+        cmocka_unit_test(contraction_ops),
+        cmocka_unit_test(conv_ops),
+        cmocka_unit_test(contraction_kernels),
+        cmocka_unit_test(outputs_and_weights),
+        cmocka_unit_test(buffers_and_kernels),
+        cmocka_unit_test(output_copies_and_names),
+        cmocka_unit_test(in_place_outputs),
+        cmocka_unit_test(column_pools_per_block),
+        cmocka_unit_test(contractions_are_vectorized),
     };
     return cmocka_run_group_tests_name("schedule", tests, NULL, NULL);
 }
