@@ -39,13 +39,15 @@ else
     limit=
 fi
 # Permission cases need an unprivileged user: root reads and writes through any mode bits. As
-# root, they run as nobody where setpriv(1) can switch to it (nobody must then reach the work
-# folder), and are skipped otherwise.
+# root, they run as nobody where setpriv(1) can switch to it and nobody can run fusec from where
+# it is (a checkout under a private folder, such as one made by mktemp -d, is out of its reach;
+# nobody must also reach the work folder, made so below), and are skipped otherwise.
 as_user=
 can_deny=1
 if [ "$(id -u)" = 0 ]; then
     nobody="setpriv --reuid=65534 --regid=65534 --clear-groups"
-    if $nobody true 2>/dev/null; then
+    # shellcheck disable=SC2086 # as the cases run it (see hostile)
+    if $nobody $limit "$fusec" --version >/dev/null 2>&1; then
         as_user=$nobody
         chmod 755 "$tmp" "$work" "$in" "$out"
     else
@@ -254,7 +256,7 @@ limited() {
 # bits must deny access, so as an unprivileged user; skipped (as case NAME) if there is none.
 unprivileged() {
     if [ "$can_deny" = 0 ]; then
-        skip "$1" "running as root, which mode bits do not stop; setpriv cannot switch to nobody"
+        skip "$1" "running as root, which mode bits do not stop; nobody cannot run fusec here"
         return
     fi
     shift
@@ -877,7 +879,7 @@ hostile spec-binary 1 "$in/x.npy" "unexpected byte 0x93" check "$in/x.npy"
 
 echo "$cases cases: $passes checks passed, $failures failed, $skips cases skipped"
 if [ "$skips" != 0 ]; then
-    echo "($skips skipped: running as root, and setpriv cannot switch to nobody;" \
+    echo "($skips skipped: running as root, and nobody cannot run fusec here;" \
         "the other cases ran in full)"
 elif [ -n "$as_user" ]; then
     echo "(running as root: the permission cases ran as nobody)"
