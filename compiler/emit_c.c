@@ -48,6 +48,7 @@ typedef struct Emit {
     bool *var_read;       /* by var id: read somewhere in the kernel */
     int64_t *prepared_at; /* by buffer id: f32 offset in the prepared block */
     bool prepare;         /* the current kernel is a prepare kernel */
+    bool streamed;        /* the function being written has streaming stores */
 } Emit;
 
 static const char *const c_keywords[] = {
@@ -765,6 +766,8 @@ static void emit_parallel(Emit *E, const LoopStmt *s, Val lo, Val hi)
 
     StrBuf *saved = E->out;
     int saved_depth = E->depth;
+    bool saved_streamed = E->streamed;
+    E->streamed = false;
     StrBuf fn = {0};
     E->out = &fn;
     E->depth = 0;
@@ -811,11 +814,14 @@ static void emit_parallel(Emit *E, const LoopStmt *s, Val lo, Val hi)
     emit_block_items(E, s->loop.body);
     E->depth--;
     line(E, "}");
+    if (E->streamed)
+        line(E, "FUSE_SFENCE(); /* streaming stores are weakly ordered */");
     E->depth = 0;
     line(E, "}");
     sb_append(E->out, "\n");
     E->out = saved;
     E->depth = saved_depth;
+    E->streamed = saved_streamed;
     sb_append(E->fns, sb_str(&fn));
     sb_free(&fn);
 
@@ -881,20 +887,23 @@ static void emit_store(Emit *E, const LoopStmt *s)
     Val idx = emit_expr(E, s->store.index);
     Val v = emit_expr(E, s->store.value);
     uint32_t n = s->store.value->type.lanes;
-    char dst[256];
+    char st[512];
     if (n == 1)
-        snprintf(dst, sizeof dst, "%s[%s]", name, idx.s);
+        snprintf(st, sizeof st, "%s[%s] = %s;", name, idx.s, v.s);
+    else if (s->store.streaming)
+        snprintf(st, sizeof st, "FUSE_STREAM%u(%s + %s, %s);", n, name, idx.s, v.s);
     else
-        snprintf(dst, sizeof dst, "*(%su *)(%s + %s)", ctype(s->store.value->type, tb), name,
-                 idx.s);
+        snprintf(st, sizeof st, "*(%su *)(%s + %s) = %s;", ctype(s->store.value->type, tb), name,
+                 idx.s, v.s);
+    E->streamed |= s->store.streaming;
     if (!E->opt->bounds_checks) {
-        line(E, "%s = %s;", dst, v.s);
+        line(E, "%s", st);
         return;
     }
     char cond[256];
     bounds_cond(s->store.buf, idx, n, cond);
     line(E, "if (%s)", cond);
-    line(E, "    %s = %s;", dst, v.s);
+    line(E, "    %s", st);
     line(E, "else");
     line(E, "    fuse_oob(fuse_self, \"%s: store %s x%u\", %s);", E->k->name, name, n, idx.s);
 }
@@ -1005,6 +1014,7 @@ static void emit_kernel(Emit *E, const LoopKernel *k, bool prepare, StrBuf *sour
     E->prepare = prepare;
     E->ntemps = 0;
     E->npar = 0;
+    E->streamed = false;
     name_vars(E);
     StrBuf body = {0}, fns = {0};
     E->out = &body;
@@ -1026,6 +1036,8 @@ static void emit_kernel(Emit *E, const LoopKernel *k, bool prepare, StrBuf *sour
     declare_buffers(E, u.bufs, prepare);
     loop_uses_free(&u);
     emit_block_items(E, k->body);
+    if (E->streamed)
+        line(E, "FUSE_SFENCE(); /* streaming stores are weakly ordered */");
     E->depth = 0;
     line(E, "}");
     sb_append(E->out, "\n");
@@ -1067,6 +1079,36 @@ static const char *const prelude =
     "#define FUSE_SPLAT4(x)  {x, x, x, x}\n"
     "#define FUSE_SPLAT8(x)  {x, x, x, x, x, x, x, x}\n"
     "#define FUSE_SPLAT16(x) {x, x, x, x, x, x, x, x, x, x, x, x, x, x, x, x}\n"
+    "/* FUSE_STREAM<N>(p, v): a streaming store of v at p, around the caches where the target\n"
+    " * has one and p is aligned to the vector, a plain store otherwise; FUSE_SFENCE orders them\n"
+    " * before another thread reads the lines. */\n"
+    "#define FUSE_PLAIN_STORE(n, p, v) (*(fuse_v##n##u *)(p) = (v))\n"
+    "#define FUSE_STREAM_IF_ALIGNED(n, p, v, stream, vt) \\\n"
+    "    do { \\\n"
+    "        float *fuse_at_ = (p); \\\n"
+    "        if (((uintptr_t)fuse_at_ & (4 * n - 1)) == 0) \\\n"
+    "            stream(fuse_at_, (vt)(v)); \\\n"
+    "        else \\\n"
+    "            FUSE_PLAIN_STORE(n, fuse_at_, v); \\\n"
+    "    } while (0)\n"
+    "#if defined(__x86_64__) && defined(__SSE2__)\n"
+    "#include <immintrin.h>\n"
+    "#define FUSE_SFENCE() _mm_sfence()\n"
+    "#define FUSE_STREAM4(p, v) FUSE_STREAM_IF_ALIGNED(4, p, v, _mm_stream_ps, __m128)\n"
+    "#else\n"
+    "#define FUSE_SFENCE() __atomic_thread_fence(__ATOMIC_SEQ_CST)\n"
+    "#define FUSE_STREAM4(p, v) FUSE_PLAIN_STORE(4, p, v)\n"
+    "#endif\n"
+    "#if defined(__x86_64__) && defined(__AVX__)\n"
+    "#define FUSE_STREAM8(p, v) FUSE_STREAM_IF_ALIGNED(8, p, v, _mm256_stream_ps, __m256)\n"
+    "#else\n"
+    "#define FUSE_STREAM8(p, v) FUSE_PLAIN_STORE(8, p, v)\n"
+    "#endif\n"
+    "#if defined(__x86_64__) && defined(__AVX512F__)\n"
+    "#define FUSE_STREAM16(p, v) FUSE_STREAM_IF_ALIGNED(16, p, v, _mm512_stream_ps, __m512)\n"
+    "#else\n"
+    "#define FUSE_STREAM16(p, v) FUSE_PLAIN_STORE(16, p, v)\n"
+    "#endif\n"
     "\n";
 
 static void upper(const char *s, char *out, size_t cap)

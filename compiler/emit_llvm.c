@@ -51,6 +51,7 @@ typedef struct Fn {
     LLVMValueRef *vars;      /* by var id: an SSA value, or an alloca when slot[id] */
     bool *slot;
     LLVMValueRef pool, scratch, thread; /* thread: i32, NULL outside a parallel body */
+    bool streamed;                      /* has streaming stores: ends with a store fence */
 } Fn;
 
 /* The emitter's state for one module. */
@@ -66,6 +67,7 @@ typedef struct Emit {
     uint32_t npar;
     char kname[512];       /* the current kernel's symbol */
     const LoopVar **kvars; /* by var id, the current kernel's variables */
+    bool x86;              /* the target is x86-64 (sfence orders streaming stores) */
 } Emit;
 
 /* ---- types and constants ---- */
@@ -484,6 +486,15 @@ static void fn_begin(Emit *E, Fn *f, LLVMValueRef fn)
 /* Closes the function: the entry block branches to the code, the code returns. */
 static void fn_end(Emit *E, Fn *f)
 {
+    /* Streaming stores are weakly ordered: fence them before another thread may read them. */
+    if (f->streamed && E->x86) {
+        unsigned id = LLVMLookupIntrinsicID("llvm.x86.sse.sfence", 19);
+        FUSE_ASSERT(id != 0);
+        LLVMValueRef fn = LLVMGetIntrinsicDeclaration(E->m, id, NULL, 0);
+        LLVMBuildCall2(E->b, LLVMIntrinsicGetType(E->cx, id, NULL, 0), fn, NULL, 0, "");
+    } else if (f->streamed) {
+        LLVMBuildFence(E->b, LLVMAtomicOrderingSequentiallyConsistent, 0, "");
+    }
     LLVMBuildRetVoid(E->b);
     LLVMBasicBlockRef start = LLVMGetNextBasicBlock(f->entry);
     LLVMPositionBuilderAtEnd(E->alloca_b, f->entry);
@@ -753,6 +764,38 @@ static void emit_if(Emit *E, const LoopStmt *s)
     LLVMPositionBuilderAtEnd(E->b, join);
 }
 
+/* A streaming store is non-temporal where the address is aligned to the whole vector (what
+ * the instruction needs) and a plain store elsewhere: outputs come from the caller. */
+static void emit_store(Emit *E, const LoopStmt *s)
+{
+    LLVMValueRef at = buf_ptr(E, s->store.buf, emit_expr(E, s->store.index));
+    LLVMValueRef v = emit_expr(E, s->store.value);
+    if (!s->store.streaming) {
+        LLVMSetAlignment(LLVMBuildStore(E->b, v, at), 4);
+        return;
+    }
+    unsigned bytes = 4 * s->store.value->type.lanes;
+    LLVMValueRef misaligned =
+        LLVMBuildAnd(E->b, LLVMBuildPtrToInt(E->b, at, E->i64, ""), ci64(E, bytes - 1), "");
+    LLVMValueRef aligned = LLVMBuildICmp(E->b, LLVMIntEQ, misaligned, ci64(E, 0), "");
+    LLVMBasicBlockRef nt_b = LLVMAppendBasicBlockInContext(E->cx, E->fn->fn, "stream");
+    LLVMBasicBlockRef plain_b = LLVMAppendBasicBlockInContext(E->cx, E->fn->fn, "store");
+    LLVMBasicBlockRef join = LLVMAppendBasicBlockInContext(E->cx, E->fn->fn, "stored");
+    LLVMBuildCondBr(E->b, aligned, nt_b, plain_b);
+    LLVMPositionBuilderAtEnd(E->b, nt_b);
+    LLVMValueRef nt = LLVMBuildStore(E->b, v, at);
+    LLVMSetAlignment(nt, bytes);
+    LLVMMetadataRef one = LLVMValueAsMetadata(LLVMConstInt(E->i32, 1, 0));
+    LLVMSetMetadata(nt, LLVMGetMDKindIDInContext(E->cx, "nontemporal", 11),
+                    LLVMMetadataAsValue(E->cx, LLVMMDNodeInContext2(E->cx, &one, 1)));
+    LLVMBuildBr(E->b, join);
+    LLVMPositionBuilderAtEnd(E->b, plain_b);
+    LLVMSetAlignment(LLVMBuildStore(E->b, v, at), 4);
+    LLVMBuildBr(E->b, join);
+    LLVMPositionBuilderAtEnd(E->b, join);
+    E->fn->streamed = true;
+}
+
 static void emit_stmt(Emit *E, const LoopStmt *s)
 {
     switch (s->kind) {
@@ -762,12 +805,9 @@ static void emit_stmt(Emit *E, const LoopStmt *s)
     case LOOP_FOR:
         emit_for(E, s);
         return;
-    case LOOP_STORE: {
-        LLVMValueRef at = buf_ptr(E, s->store.buf, emit_expr(E, s->store.index));
-        LLVMValueRef st = LLVMBuildStore(E->b, emit_expr(E, s->store.value), at);
-        LLVMSetAlignment(st, 4);
+    case LOOP_STORE:
+        emit_store(E, s);
         return;
-    }
     case LOOP_IF:
         emit_if(E, s);
         return;
@@ -1042,6 +1082,7 @@ LLVMModuleRef emit_llvm_module(const LoopProgram *p, LLVMContextRef llvm_ctx,
     LLVMDisposeTargetData(dl); /* the module keeps its own copy */
     char *triple = LLVMGetTargetMachineTriple(tm);
     LLVMSetTarget(E.m, triple);
+    E.x86 = strncmp(triple, "x86_64", 6) == 0;
     LLVMDisposeMessage(triple);
     E.b = LLVMCreateBuilderInContext(llvm_ctx);
     E.alloca_b = LLVMCreateBuilderInContext(llvm_ctx);

@@ -278,6 +278,13 @@ LoopStmt *ls_store(LoopProgram *p, const LoopBuffer *b, LoopExpr *index, LoopExp
     return s;
 }
 
+LoopStmt *ls_store_streaming(LoopProgram *p, const LoopBuffer *b, LoopExpr *index, LoopExpr *value)
+{
+    LoopStmt *s = ls_store(p, b, index, value);
+    s->store.streaming = true;
+    return s;
+}
+
 LoopStmt *ls_if(LoopProgram *p, LoopExpr *cond, LoopStmt *then_body, LoopStmt *else_body)
 {
     LoopStmt *s = stmt(p, LOOP_IF);
@@ -531,7 +538,7 @@ static void dump_stmt(const LoopStmt *s, int depth, FILE *out)
         break;
     case LOOP_STORE:
         indent(depth, out);
-        fprintf(out, "%s[", s->store.buf->name);
+        fprintf(out, "%s%s[", s->store.streaming ? "stream " : "", s->store.buf->name);
         dump_expr(s->store.index, out);
         fprintf(out,
                 s->store.value->type.lanes > 1 ? "]x%u = " : "] = ", s->store.value->type.lanes);
@@ -831,6 +838,8 @@ static bool verify_store(Verifier *v, const LoopStmt *s)
         return false;
     if (s->store.value->type.scalar != LT_F32)
         return fail(v, "store of a non-f32 value to %s", b->name);
+    if (s->store.streaming && s->store.value->type.lanes == 1)
+        return fail(v, "streaming store of a scalar to %s", b->name);
     return verify_access(v, b, s->store.index, s->store.value->type.lanes);
 }
 
@@ -913,6 +922,7 @@ static void uses_expr(LoopUses *u, const LoopExpr *e)
         u->used[e->var->id] = true;
     } else if (e->kind == LEXPR_LOAD || e->kind == LEXPR_GATHER) {
         u->bufs[e->load.buf->id] = true;
+        u->loaded[e->load.buf->id] = true;
         uses_expr(u, e->load.index);
     } else {
         uses_expr(u, e->op.a);
@@ -969,6 +979,7 @@ LoopUses loop_uses(const LoopProgram *p, const LoopKernel *k, const LoopStmt *s,
 {
     LoopUses u = {.skip_parallel = skip_parallel};
     u.bufs = xcalloc(p->nbuffers + 1, sizeof(bool));
+    u.loaded = xcalloc(p->nbuffers + 1, sizeof(bool));
     u.used = xcalloc(k->nvars + 1, sizeof(bool));
     u.defined = xcalloc(k->nvars + 1, sizeof(bool));
     uses_stmt(&u, s);
@@ -978,6 +989,7 @@ LoopUses loop_uses(const LoopProgram *p, const LoopKernel *k, const LoopStmt *s,
 void loop_uses_free(LoopUses *u)
 {
     free(u->bufs);
+    free(u->loaded);
     free(u->used);
     free(u->defined);
 }

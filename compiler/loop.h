@@ -177,6 +177,10 @@ struct LoopStmt {
             const LoopBuffer *buf;
             LoopExpr *index; /* i64 scalar */
             LoopExpr *value; /* f32, lanes consecutive elements */
+            /* A hint, no semantics: the stored lines are not read again while they could
+             * still be cached, so a generator may write them around the caches (a streaming
+             * store) where the address allows. Vector stores only. */
+            bool streaming;
         } store;
         struct {
             LoopExpr *cond;                  /* bool scalar */
@@ -257,6 +261,8 @@ void ls_append(LoopProgram *p, LoopStmt *block, LoopStmt *s);
 LoopStmt *ls_for(LoopProgram *p, LoopVar *var, LoopExpr *lo, LoopExpr *hi, int64_t step,
                  LoopForKind kind, LoopStmt *body);
 LoopStmt *ls_store(LoopProgram *p, const LoopBuffer *b, LoopExpr *index, LoopExpr *value);
+/* The same store, marked streaming. */
+LoopStmt *ls_store_streaming(LoopProgram *p, const LoopBuffer *b, LoopExpr *index, LoopExpr *value);
 LoopStmt *ls_if(LoopProgram *p, LoopExpr *cond, LoopStmt *then_body, LoopStmt *else_body);
 LoopStmt *ls_decl(LoopProgram *p, LoopVar *var, LoopExpr *init);
 LoopStmt *ls_assign(LoopProgram *p, const LoopVar *var, LoopExpr *value);
@@ -284,6 +290,7 @@ const char *loop_op_name(LoopOp op);
  * outlined parallel body needs. Arrays are owned (loop_uses_free). */
 typedef struct LoopUses {
     bool *bufs;         /* by buffer id: loaded, stored or prefetched */
+    bool *loaded;       /* by buffer id: loaded or gathered */
     bool *used;         /* by var id: read or assigned */
     bool *defined;      /* by var id: a FOR or DECL inside the tree */
     bool skip_parallel; /* FOR_PARALLEL bodies were not entered */

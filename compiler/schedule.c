@@ -514,6 +514,87 @@ static void copy_outputs(Sched *s)
     }
 }
 
+/* ---- streaming stores ---- */
+
+/* A buffer at least this large is not in any cache when its kernel ends (it exceeds the
+ * private caches many times and most shared ones), so writing it through the caches only costs
+ * a read of every line before it is overwritten: on the machines of docs/performance.md a
+ * 2-thread elementwise pass over 128 MiB planes runs about twice as fast with streaming stores. */
+#define STREAM_MIN_BYTES ((int64_t)16 << 20)
+
+static bool mentions_var(const LoopExpr *e, const LoopVar *v)
+{
+    if (!e || e->kind == LEXPR_CONST_F || e->kind == LEXPR_CONST_I || e->kind == LEXPR_IOTA)
+        return false;
+    if (e->kind == LEXPR_VAR)
+        return e->var == v;
+    if (e->kind == LEXPR_LOAD || e->kind == LEXPR_GATHER)
+        return mentions_var(e->load.index, v);
+    return mentions_var(e->op.a, v) || mentions_var(e->op.b, v) || mentions_var(e->op.c, v);
+}
+
+/* The store writes the next `lanes` elements on each trip of `loop` (index = v or v + base,
+ * base invariant, step = lanes): consecutive stores fill whole cache lines, which streaming
+ * needs; a register tile's rows filled a few vectors at a time would leave partial lines. */
+static bool sweeps_loop(const LoopStmt *store, const LoopStmt *loop)
+{
+    if (!loop || loop->loop.step != store->store.value->type.lanes)
+        return false;
+    const LoopVar *v = loop->loop.var;
+    const LoopExpr *i = store->store.index;
+    if (i->kind == LEXPR_VAR)
+        return i->var == v;
+    if (i->kind != LEXPR_BINARY || i->op.op != LOP_ADD)
+        return false;
+    const LoopExpr *a = i->op.a, *b = i->op.b;
+    return (a->kind == LEXPR_VAR && a->var == v && !mentions_var(b, v)) ||
+           (b->kind == LEXPR_VAR && b->var == v && !mentions_var(a, v));
+}
+
+/* loop: the innermost FOR around s (NULL at the top). */
+static void mark_streaming_stmt(LoopStmt *s, const LoopStmt *loop, const bool *loaded)
+{
+    if (!s)
+        return;
+    switch (s->kind) {
+    case LOOP_BLOCK:
+        for (uint32_t i = 0; i < s->block.n; i++)
+            mark_streaming_stmt(s->block.stmts[i], loop, loaded);
+        return;
+    case LOOP_FOR:
+        mark_streaming_stmt(s->loop.body, s, loaded);
+        return;
+    case LOOP_IF:
+        mark_streaming_stmt(s->branch.then_body, loop, loaded);
+        mark_streaming_stmt(s->branch.else_body, loop, loaded);
+        return;
+    case LOOP_STORE: {
+        const LoopBuffer *b = s->store.buf;
+        s->store.streaming = s->store.value->type.lanes > 1 && !loaded[b->id] &&
+                             (b->kind == BUF_OUTPUT || b->kind == BUF_SCRATCH) &&
+                             b->elems * (int64_t)sizeof(float) >= STREAM_MIN_BYTES &&
+                             sweeps_loop(s, loop);
+        return;
+    }
+    case LOOP_DECL:
+    case LOOP_ASSIGN:
+    case LOOP_PREFETCH:
+        return;
+    }
+}
+
+/* Marks as streaming the vector stores of run kernels that sweep a large output or scratch
+ * buffer the same kernel never reads (no store is followed by a load of the same lines). */
+static void mark_streaming_stores(LoopProgram *p)
+{
+    for (uint32_t i = 0; i < p->nkernels; i++) {
+        LoopKernel *k = p->kernels[i];
+        LoopUses u = loop_uses(p, k, k->body, false);
+        mark_streaming_stmt(k->body, NULL, u.loaded);
+        loop_uses_free(&u);
+    }
+}
+
 LoopProgram *schedule_graph(Ctx *cx, const Graph *g, uint32_t vector_lanes)
 {
     FUSE_ASSERT(vector_lanes == 4 || vector_lanes == 8 || vector_lanes == 16);
@@ -555,6 +636,7 @@ LoopProgram *schedule_graph(Ctx *cx, const Graph *g, uint32_t vector_lanes)
             sched_group(&s, gi);
     }
     copy_outputs(&s);
+    mark_streaming_stores(p);
     loop_plan_memory(p);
     return p;
 }

@@ -5,7 +5,8 @@
  * and run through their fuse_rt_kernel_info; results are compared with C computed here. The
  * math expansions (EXP, SIGMOID, TANH, ERF) are checked to <= 2 ulp against the correctly
  * rounded result (computed in double) on a dense sample plus the special values; the
- * bounds-checked mode must report an out-of-bounds store without writing out of bounds.
+ * bounds-checked mode must report an out-of-bounds store without writing out of bounds;
+ * streaming stores must write what plain ones do at any alignment of the output.
  * Each compiled kernel is linked with its own copy of the runtime (runtime/ *.c, compiled once
  * per compiler into a mkdtemp directory).
  */
@@ -559,6 +560,48 @@ static void scratch_and_threads(void **state)
     }
 }
 
+/* ---- streaming stores ---- */
+
+#define STREAM_N 1003
+
+/* Streaming stores write what plain ones do, at every alignment of the output (the aligned
+ * vectors go around the caches, the others are plain stores), on 1 and 3 threads, with
+ * compilers that have the instruction and one (-O0, no -march) that has only the SSE one. */
+static void streaming_stores(void **state)
+{
+    Env *env = *state;
+    static const uint32_t widths[] = {4, 8, 16};
+    const Compiler *compilers[] = {&gcc_o2, &gcc_o0, &clang_o3};
+    for (size_t w = 0; w < countof(widths); w++)
+        for (size_t c = 0; c < countof(compilers); c++) {
+            Arena *ar = arena_new(1 << 16);
+            LoopProgram *p = test_streaming_program(ar, widths[w], STREAM_N);
+            StrBuf src = {0}, hdr = {0};
+            EmitCOptions opt = {.header_name = "st.h"};
+            emit_c_program(p, &opt, &src, &hdr);
+            char want_store[32];
+            snprintf(want_store, sizeof want_store, "FUSE_STREAM%u(", widths[w]);
+            assert_non_null(strstr(sb_str(&src), want_store));
+            assert_non_null(strstr(sb_str(&src), "FUSE_SFENCE();"));
+            sb_free(&src);
+            sb_free(&hdr);
+            Loaded l = load_program(env, p, compilers[c], c == 2, NULL, 0);
+            PoolCreate pool_create = (PoolCreate)(uintptr_t)dlsym(l.dl, "fuse_rt_pool_create");
+            PoolDestroy pool_destroy = (PoolDestroy)(uintptr_t)dlsym(l.dl, "fuse_rt_pool_destroy");
+            fuse_rt_pool *pool = NULL;
+            char err[FUSE_RT_ERR_MAX] = "";
+            assert_int_equal(pool_create(3, &pool, err, sizeof err), 0);
+            fuse_rt_kernel *k3 = NULL;
+            assert_int_equal(l.info->create(NULL, 0, pool, &k3, err, sizeof err), 0);
+            test_streaming_check(l.info, l.k, STREAM_N);
+            test_streaming_check(l.info, k3, STREAM_N);
+            l.info->destroy(k3);
+            pool_destroy(pool);
+            unload(&l);
+            arena_free(ar);
+        }
+}
+
 /* ---- bounds checks ---- */
 
 /* A copy loop that runs 16 elements past the end of y (elems 40, loop to 48 in vectors of
@@ -603,6 +646,7 @@ int main(void)
         cmocka_unit_test(exact_unary),
         cmocka_unit_test(bounds_checked_store),
         cmocka_unit_test(scratch_and_threads),
+        cmocka_unit_test(streaming_stores),
         cmocka_unit_test(math_exp),
         cmocka_unit_test(math_sigmoid),
         cmocka_unit_test(math_tanh),

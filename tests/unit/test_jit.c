@@ -6,7 +6,7 @@
  * the fuse_rt_kernel_info the JIT returns and run; every output must match interp_run within
  * 1e-4 * max(1, max |ref|). Thread pools of 2 and 3 must give results bit-identical to one
  * thread, and so must the kernels compiled on 1, 2 or 3 threads. Also: create errors,
- * jit_emit_llvm's text and the info's descriptors.
+ * jit_emit_llvm's text, the info's descriptors, and streaming stores at every alignment.
  * In a build without LLVM the binary only reports that it has nothing to test.
  */
 #include <float.h>
@@ -570,6 +570,45 @@ static void emit_llvm_text(void **state)
     test_compile_free(&t);
 }
 
+/* Streaming stores write what plain ones do at every alignment of the output, on 1 and 3
+ * threads; the module marks them non-temporal and fences them. */
+static void streaming_stores(void **state)
+{
+    (void)state;
+    static const uint32_t widths[] = {4, 8, 16};
+    for (size_t w = 0; w < countof(widths); w++) {
+        Arena *a = arena_new(1 << 16);
+        LoopProgram *p = test_streaming_program(a, widths[w], 1003);
+        assert_true(loop_verify(p, stderr));
+        Diag diag;
+        diag_init(&diag, NULL, stderr);
+        Ctx cx;
+        ctx_init(&cx, NULL, &diag);
+        StrBuf text = {0};
+        assert_true(jit_emit_llvm(&cx, p, NULL, &text));
+        assert_non_null(strstr(sb_str(&text), "!nontemporal"));
+        assert_non_null(strstr(sb_str(&text), "sfence"));
+        sb_free(&text);
+        Jit *jit = jit_compile(&cx, p, NULL);
+        assert_non_null(jit);
+        const fuse_rt_kernel_info *info = jit_kernel_info(jit);
+        char err[FUSE_RT_ERR_MAX] = "";
+        fuse_rt_pool *pool = NULL;
+        assert_int_equal(fuse_rt_pool_create(3, &pool, err, sizeof err), 0);
+        fuse_rt_kernel *k1 = NULL, *k3 = NULL;
+        assert_int_equal(info->create(NULL, 0, NULL, &k1, err, sizeof err), 0);
+        assert_int_equal(info->create(NULL, 0, pool, &k3, err, sizeof err), 0);
+        test_streaming_check(info, k1, 1003);
+        test_streaming_check(info, k3, 1003);
+        info->destroy(k1);
+        info->destroy(k3);
+        fuse_rt_pool_destroy(pool);
+        jit_free(jit);
+        ctx_free(&cx);
+        arena_free(a);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -586,6 +625,7 @@ int main(void)
         cmocka_unit_test(layernorm_constant_rows),
         cmocka_unit_test(kernel_info_descriptors),
         cmocka_unit_test(emit_llvm_text),
+        cmocka_unit_test(streaming_stores),
     };
     return cmocka_run_group_tests_name("jit", tests, NULL, NULL);
 }

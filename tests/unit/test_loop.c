@@ -359,6 +359,12 @@ static void break_bounds(Conv *cv)
               ls_store(p, cv->y, ci(p, CO * P - 4), lx_load(p, cv->x, ci(p, 0), L)));
 }
 
+static void break_scalar_streaming(Conv *cv)
+{
+    LoopProgram *p = cv->p;
+    ls_append(p, cv->p->kernels[0]->body, ls_store_streaming(p, cv->y, ci(p, 0), lx_const_f(p, 1)));
+}
+
 static void verify_rejects(void **state)
 {
     (void)state;
@@ -367,6 +373,27 @@ static void verify_rejects(void **state)
     expect_rejected(break_store_to_input, "stores to input buffer x");
     expect_rejected(break_types, "binary add with mismatched types");
     expect_rejected(break_bounds, "constant index 588 (x8) outside y[592]");
+    expect_rejected(break_scalar_streaming, "streaming store of a scalar to y");
+}
+
+/* A streaming store verifies and dumps with its mark. */
+static void streaming_store_dump(void **state)
+{
+    (void)state;
+    Conv cv = build_conv();
+    LoopProgram *p = cv.p;
+    ls_append(p, p->kernels[0]->body,
+              ls_store_streaming(p, cv.y, ci(p, 0), lx_load(p, cv.x, ci(p, 0), L)));
+    bool ok = false;
+    Captured verdict = {0}, dump = {0};
+    char *msg = dump_text(p, true, &ok, &verdict);
+    assert_string_equal(msg, "");
+    assert_true(ok);
+    char *text = dump_text(p, false, NULL, &dump);
+    assert_non_null(strstr(text, "\n  stream y[0]x8 = x[0]x8\n"));
+    free(msg);
+    free(text);
+    arena_free(cv.arena);
 }
 
 /* ---- emitted, compiled, run ---- */
@@ -492,9 +519,8 @@ static void conv_runs(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(conv_verifies),
-        cmocka_unit_test(conv_dump_text),
-        cmocka_unit_test(verify_rejects),
+        cmocka_unit_test(conv_verifies),  cmocka_unit_test(conv_dump_text),
+        cmocka_unit_test(verify_rejects), cmocka_unit_test(streaming_store_dump),
         cmocka_unit_test(conv_runs),
     };
     return cmocka_run_group_tests_name("loop", tests, NULL, NULL);

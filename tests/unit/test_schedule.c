@@ -963,6 +963,87 @@ static void column_pools_per_block(void **state)
     }
 }
 
+/* Vector stores to buffer b in s: *streaming of them marked streaming, *all in total. */
+static void count_stores(const LoopStmt *s, const LoopBuffer *b, uint32_t *streaming, uint32_t *all)
+{
+    if (!s)
+        return;
+    if (s->kind == LOOP_BLOCK)
+        for (uint32_t i = 0; i < s->block.n; i++)
+            count_stores(s->block.stmts[i], b, streaming, all);
+    else if (s->kind == LOOP_FOR)
+        count_stores(s->loop.body, b, streaming, all);
+    else if (s->kind == LOOP_IF) {
+        count_stores(s->branch.then_body, b, streaming, all);
+        count_stores(s->branch.else_body, b, streaming, all);
+    } else if (s->kind == LOOP_STORE && s->store.buf == b && s->store.value->type.lanes > 1) {
+        *streaming += s->store.streaming;
+        *all += 1;
+    }
+}
+
+/* Streaming stores: the row sweeps of a kernel that writes a buffer of 16 MiB or more and does
+ * not read it; not a smaller buffer, not a contraction's register tiles (partial lines), not
+ * a kernel that updates its output in place. */
+static void streaming_marks(void **state)
+{
+    (void)state;
+    static const struct {
+        Case c;
+        bool streamed; /* every vector store to output 0 is streaming (else none is) */
+    } cases[] = {
+        {{"sweep_16mib",
+          G("a: f32[1,64,256,256], b: f32[1,64,256,256]) -> (s: f32[1,64,256,256], "
+            "m: f32[1,64,256,256])",
+            "return a + b, a * b"),
+          NULL},
+         true},
+        {{"sweep_8mib",
+          G("a: f32[1,32,256,256], b: f32[1,32,256,256]) -> f32[1,32,256,256]", "return a + b"),
+          NULL},
+         false},
+        {{"upsample_add",
+          G("h: f32[1,64,256,256], l: f32[1,64,128,128]) -> f32[1,64,256,256]",
+            "return h + upsample(l, size=[256, 256], mode=bilinear, align_corners=false)"),
+          NULL},
+         true},
+        {{"tiles",
+          G("x: f32[1,64,256,256]) -> f32[1,64,256,256]",
+            "return relu(conv2d(x, out=64, kernel=1) @c)"),
+          NULL},
+         false},
+        {{"in_place",
+          G("x: f32[1,64,256,256]) -> f32[1,64,256,256]",
+            "y = relu(conv2d(x, out=64, kernel=1) @c)\n"
+            "return y * sigmoid(mean(y, axes=[2, 3], keepdim=true))"),
+          NULL},
+         false},
+    };
+    for (size_t i = 0; i < countof(cases); i++)
+        for (uint32_t vl = 4; vl <= 16; vl *= 2) {
+            /* scheduled, not evaluated: the sizes that matter are too large for the evaluator */
+            TestCompile t;
+            if (!test_compile(&t, cases[i].c.spec, NULL, NULL))
+                fail_msg("%s: %s", cases[i].c.name, test_diagnostics(&t));
+            LoopProgram *p = schedule_graph(&t.cx, t.graph, vl);
+            assert_non_null(p);
+            assert_true(loop_verify(p, stderr));
+            const LoopBuffer *out = NULL;
+            for (uint32_t b = 0; b < p->nbuffers; b++)
+                if (p->buffers[b]->kind == BUF_OUTPUT && p->buffers[b]->index == 0)
+                    out = p->buffers[b];
+            assert_non_null(out);
+            uint32_t streaming = 0, all = 0;
+            for (uint32_t k = 0; k < p->nkernels; k++)
+                count_stores(p->kernels[k]->body, out, &streaming, &all);
+            assert_true(all > 0);
+            if (streaming != (cases[i].streamed ? all : 0))
+                fail_msg("%s (vl %u): %u of %u vector stores streaming", cases[i].c.name, vl,
+                         streaming, all);
+            test_compile_free(&t);
+        }
+}
+
 /* Outputs that are inputs, weights or repeated are copies; names are identifiers. */
 static void output_copies_and_names(void **state)
 {
@@ -1020,21 +1101,14 @@ static void contractions_are_vectorized(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(elementwise_ops),
-        cmocka_unit_test(nan_propagation),
-        cmocka_unit_test(layout_ops),
-        cmocka_unit_test(upsample_ops),
-        cmocka_unit_test(reduce_ops),
-        cmocka_unit_test(norm_and_pool_ops),
-        cmocka_unit_test(contraction_ops),
-        cmocka_unit_test(conv_ops),
-        cmocka_unit_test(contraction_kernels),
-        cmocka_unit_test(outputs_and_weights),
-        cmocka_unit_test(buffers_and_kernels),
-        cmocka_unit_test(output_copies_and_names),
-        cmocka_unit_test(in_place_outputs),
-        cmocka_unit_test(column_pools_per_block),
-        cmocka_unit_test(contractions_are_vectorized),
+        cmocka_unit_test(elementwise_ops),     cmocka_unit_test(nan_propagation),
+        cmocka_unit_test(layout_ops),          cmocka_unit_test(upsample_ops),
+        cmocka_unit_test(reduce_ops),          cmocka_unit_test(norm_and_pool_ops),
+        cmocka_unit_test(contraction_ops),     cmocka_unit_test(conv_ops),
+        cmocka_unit_test(contraction_kernels), cmocka_unit_test(outputs_and_weights),
+        cmocka_unit_test(buffers_and_kernels), cmocka_unit_test(output_copies_and_names),
+        cmocka_unit_test(in_place_outputs),    cmocka_unit_test(column_pools_per_block),
+        cmocka_unit_test(streaming_marks),     cmocka_unit_test(contractions_are_vectorized),
     };
     return cmocka_run_group_tests_name("schedule", tests, NULL, NULL);
 }

@@ -262,3 +262,63 @@ float *test_math_inputs(float range, int64_t n)
     }
     return x;
 }
+
+/* ---- streaming stores ---- */
+
+LoopProgram *test_streaming_program(Arena *arena, uint32_t lanes, int64_t n)
+{
+    LoopProgram *p = loop_program_new(arena, "st");
+    LoopBuffer *x = loop_add_buffer(p, "x", BUF_INPUT, 0, n);
+    LoopBuffer *y = loop_add_buffer(p, "y", BUF_OUTPUT, 0, n);
+    x->rank = y->rank = 1;
+    x->shape[0] = y->shape[0] = n;
+    LoopKernel *k = loop_add_kernel(p, "twice", "y = 2x + 1, streaming", false);
+    const LoopType i64 = {LT_I64, 1};
+    int64_t nv = n / lanes * lanes;
+    LoopVar *i = loop_var(p, k, "i", i64);
+    LoopStmt *body = ls_block(p);
+    LoopExpr *v =
+        lx_fma(p, lx_load(p, x, lx_var(p, i), lanes), lx_broadcast(p, lx_const_f(p, 2.0f), lanes),
+               lx_broadcast(p, lx_const_f(p, 1.0f), lanes));
+    ls_append(p, body, ls_store_streaming(p, y, lx_var(p, i), v));
+    ls_append(p, k->body,
+              ls_for(p, i, lx_const_i(p, 0), lx_const_i(p, nv), lanes, FOR_PARALLEL, body));
+    LoopVar *j = loop_var(p, k, "j", i64);
+    LoopStmt *tail = ls_block(p);
+    ls_append(p, tail,
+              ls_store(p, y, lx_var(p, j),
+                       lx_fma(p, lx_load(p, x, lx_var(p, j), 1), lx_const_f(p, 2.0f),
+                              lx_const_f(p, 1.0f))));
+    ls_append(p, k->body, ls_for(p, j, lx_const_i(p, nv), lx_const_i(p, n), 1, FOR_SERIAL, tail));
+    return p;
+}
+
+void test_streaming_check(const fuse_rt_kernel_info *info, fuse_rt_kernel *k, int64_t n)
+{
+    enum { MAX_OFFSET = 16, PAD = 32 };
+    float *x = xmalloc((size_t)n * sizeof(float));
+    for (int64_t j = 0; j < n; j++)
+        x[j] = (float)j * 0.5f - 7.0f;
+    float *block = aligned_alloc(64, ((size_t)n + PAD + 15) / 16 * 16 * sizeof(float));
+    assert_non_null(block);
+    for (int offset = 0; offset <= MAX_OFFSET; offset++) {
+        for (int64_t j = 0; j < n + PAD; j++)
+            block[j] = -1.0f;
+        float *y = block + offset;
+        const float *in[] = {x};
+        float *out[] = {y};
+        char err[FUSE_RT_ERR_MAX] = "";
+        if (info->run(k, in, out, err, sizeof err) != FUSE_RT_OK)
+            fail_msg("streaming run at offset %d: %s", offset, err);
+        for (int64_t j = 0; j < n; j++)
+            if (y[j] != x[j] * 2.0f + 1.0f)
+                fail_msg("streaming store at offset %d: y[%lld] = %g, want %g", offset,
+                         (long long)j, (double)y[j], (double)(x[j] * 2.0f + 1.0f));
+        for (int64_t j = 0; j < n + PAD; j++)
+            if ((j < offset || j >= offset + n) && block[j] != -1.0f)
+                fail_msg("streaming store at offset %d wrote outside y at %lld", offset,
+                         (long long)j);
+    }
+    free(block);
+    free(x);
+}

@@ -68,4 +68,13 @@ double test_math_reference(LoopOp op, double x);
  * expansions' branch points. Caller frees. */
 float *test_math_inputs(float range, int64_t n);
 
+/* ---- streaming stores (test_emit_c, test_jit) ---- */
+
+/* y = 2x + 1 over n elements: a FOR_PARALLEL loop of `lanes`-wide streaming stores, then a
+ * scalar tail. One input x, one output y, program name "st". */
+LoopProgram *test_streaming_program(Arena *arena, uint32_t lanes, int64_t n);
+/* Runs info's kernel (k, created by the caller) on x with y at every offset 0..16 floats from a
+ * 64-byte aligned block, and fails the test unless y = 2x + 1 and nothing around y changed. */
+void test_streaming_check(const fuse_rt_kernel_info *info, fuse_rt_kernel *k, int64_t n);
+
 #endif
