@@ -559,12 +559,22 @@ static void finish_partials(Sched *s, const Gemm *g, const LoopBuffer *const *pa
     }
 }
 
+/* Columns per block: an image row when the epilogue needs rows, else COL_BLOCK rounded down to
+ * whole panels of NV vectors (a remainder would run a narrower, slower tile in every block). */
+static int64_t block_width(const Sched *s, const Gemm *g, uint32_t nv)
+{
+    if (g->img_w)
+        return g->img_w;
+    int64_t nr = (int64_t)nv * s->vl, width = COL_BLOCK >= nr ? COL_BLOCK / nr * nr : COL_BLOCK;
+    return g->n < width ? g->n : width;
+}
+
 /* Parallel over (batch, column block), the row blocks in order inside: a column block of B
  * stays in cache for all of them, and row reductions are accumulated in a fixed order. */
 static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t batches,
                       int64_t mblk)
 {
-    int64_t width = g->img_w ? g->img_w : (g->n < COL_BLOCK ? g->n : COL_BLOCK);
+    int64_t width = block_width(s, g, nv);
     int64_t ncb = (g->n + width - 1) / width, last = g->n - (ncb - 1) * width;
     LoopVar *t = sched_ivar(s, "t");
     LoopStmt *body = sched_par(s, t, batches * ncb);
@@ -671,7 +681,7 @@ static void gemm(Sched *s, const Gemm *g)
         r.apk = pack_a(s, g, mr);
     if (g->cols_outer) {
         FUSE_ASSERT(!g->dot);
-        int64_t width = g->img_w ? g->img_w : (g->n < COL_BLOCK ? g->n : COL_BLOCK);
+        int64_t width = block_width(s, g, nv);
         int64_t nr = (int64_t)nv * s->vl;
         if (!s->prepare && mblk >= 2 && width >= nr && g->k * (width / nr) * nr * 4 <= PACK_B_BYTES)
             r.bpk = sched_thread(s, "panel", s->k->nvars, g->k * (width / nr) * nr);

@@ -963,6 +963,39 @@ static void column_pools_per_block(void **state)
     }
 }
 
+/* A 1x1 conv over many pixels runs in parallel over column blocks of whole register-tile
+ * panels (no narrower remainder tile in every block): 4096 pixels make 18 blocks of 240 with
+ * 4 x 3 tiles of 8 lanes, 17 of 252 with 4 lanes, 16 of 256 with 8 x 2 tiles of 16 lanes. */
+static void column_blocks_are_whole_panels(void **state)
+{
+    (void)state;
+    Case c = {
+        "blocks",
+        G("x: f32[1,32,64,64]) -> f32[1,32,64,64]", "return relu(conv2d(x, out=32, kernel=1) @c)"),
+        NULL};
+    static const struct {
+        uint32_t vl;
+        int64_t blocks;
+    } want[] = {{4, 17}, {8, 18}, {16, 16}};
+    for (size_t i = 0; i < countof(want); i++) {
+        TestCompile t;
+        LoopProgram *p = schedule_case(&t, &c, want[i].vl);
+        assert_int_equal(p->nkernels, 1);
+        const LoopStmt *par = NULL;
+        const LoopStmt *body = p->kernels[0]->body;
+        for (uint32_t j = 0; j < body->block.n; j++)
+            if (body->block.stmts[j]->kind == LOOP_FOR &&
+                body->block.stmts[j]->loop.for_kind == FOR_PARALLEL)
+                par = body->block.stmts[j];
+        assert_non_null(par);
+        assert_int_equal(par->loop.hi->kind, LEXPR_CONST_I);
+        if (par->loop.hi->i != want[i].blocks)
+            fail_msg("vl %u: %lld column blocks, want %lld", want[i].vl, (long long)par->loop.hi->i,
+                     (long long)want[i].blocks);
+        test_compile_free(&t);
+    }
+}
+
 /* Vector stores to buffer b in s: *streaming of them marked streaming, *all in total. */
 static void count_stores(const LoopStmt *s, const LoopBuffer *b, uint32_t *streaming, uint32_t *all)
 {
@@ -1101,14 +1134,23 @@ static void contractions_are_vectorized(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(elementwise_ops),     cmocka_unit_test(nan_propagation),
-        cmocka_unit_test(layout_ops),          cmocka_unit_test(upsample_ops),
-        cmocka_unit_test(reduce_ops),          cmocka_unit_test(norm_and_pool_ops),
-        cmocka_unit_test(contraction_ops),     cmocka_unit_test(conv_ops),
-        cmocka_unit_test(contraction_kernels), cmocka_unit_test(outputs_and_weights),
-        cmocka_unit_test(buffers_and_kernels), cmocka_unit_test(output_copies_and_names),
-        cmocka_unit_test(in_place_outputs),    cmocka_unit_test(column_pools_per_block),
-        cmocka_unit_test(streaming_marks),     cmocka_unit_test(contractions_are_vectorized),
+        cmocka_unit_test(elementwise_ops),
+        cmocka_unit_test(nan_propagation),
+        cmocka_unit_test(layout_ops),
+        cmocka_unit_test(upsample_ops),
+        cmocka_unit_test(reduce_ops),
+        cmocka_unit_test(norm_and_pool_ops),
+        cmocka_unit_test(contraction_ops),
+        cmocka_unit_test(conv_ops),
+        cmocka_unit_test(contraction_kernels),
+        cmocka_unit_test(outputs_and_weights),
+        cmocka_unit_test(buffers_and_kernels),
+        cmocka_unit_test(output_copies_and_names),
+        cmocka_unit_test(in_place_outputs),
+        cmocka_unit_test(column_pools_per_block),
+        cmocka_unit_test(streaming_marks),
+        cmocka_unit_test(column_blocks_are_whole_panels),
+        cmocka_unit_test(contractions_are_vectorized),
     };
     return cmocka_run_group_tests_name("schedule", tests, NULL, NULL);
 }
