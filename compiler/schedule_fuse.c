@@ -989,11 +989,17 @@ LoopExpr *fuse_side_finish(Sched *s, const FuseSide *sd, LoopExpr *acc)
 
 /* ---- the pointwise lowering ---- */
 
+/* SIDE_AXIS groups (a reduction over an outer axis, e.g. the channels of each pixel): the
+ * innermost axis runs in blocks of SIDE_AXIS_BLOCK elements, in parallel with the other
+ * axes, each block in tiles of up to SIDE_AXIS_TILE vectors per step of the reduced axis. */
+enum { SIDE_AXIS_BLOCK = 512, SIDE_AXIS_TILE = 4 };
+
 typedef struct PwLoop {
     Fuse *f;
     FusePoint pt;
     const LoopVar *vacc[PLAN_MAX_SIDES], *sacc[PLAN_MAX_SIDES]; /* SIDE_TRAILING accumulators */
     int32_t inner;                                              /* SIDE_AXIS: that axis, else -1 */
+    uint32_t tile; /* vectors per step of the innermost axis (SIDE_AXIS: up to SIDE_AXIS_TILE) */
 } PwLoop;
 
 /* The root at the point, stored; side reductions accumulate it. */
@@ -1031,25 +1037,35 @@ static void pw_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, uin
         }
         return;
     }
-    /* SIDE_AXIS: the reduced axis runs inside each vector of outputs. */
-    const LoopVar *acc[PLAN_MAX_SIDES];
-    for (uint32_t k = 0; k < f->nside; k++) {
-        LoopVar *a = sched_fvar(s, "acc", lanes);
-        ls_append(s->p, block, ls_decl(s->p, a, fuse_side_init(s, &f->side[k], lanes)));
-        acc[k] = a;
-    }
+    /* SIDE_AXIS: the reduced axis runs inside each tile of nv vectors of outputs (whole cache
+     * lines of every row it visits), accumulated in the axis' order. */
+    const LoopVar *acc[PLAN_MAX_SIDES][SIDE_AXIS_TILE];
+    FUSE_ASSERT(nv <= SIDE_AXIS_TILE);
+    for (uint32_t k = 0; k < f->nside; k++)
+        for (uint32_t j = 0; j < nv; j++) {
+            LoopVar *a = sched_fvar(s, "acc", lanes);
+            ls_append(s->p, block, ls_decl(s->p, a, fuse_side_init(s, &f->side[k], lanes)));
+            acc[k][j] = a;
+        }
     LoopVar *c = sched_ivar(s, "c");
     LoopStmt *in = sched_for(s, block, c, ix_c(s, 0), ix_c(s, f->dim[L->inner]), 1);
     pt.at[L->inner] = ix_v(s, c);
-    LoopExpr *v = point(s, f, &pt, in);
-    for (uint32_t k = 0; k < f->nside; k++)
-        ls_append(s->p, in,
-                  ls_assign(s->p, acc[k], fuse_side_add(s, &f->side[k], lx_var(s->p, acc[k]), v)));
+    for (uint32_t j = 0; j < nv; j++) {
+        pt.at[pt.lane_axis] = ix_addc(s, at, (int64_t)j * lanes);
+        LoopExpr *v = point(s, f, &pt, in);
+        for (uint32_t k = 0; k < f->nside; k++)
+            ls_append(s->p, in,
+                      ls_assign(s->p, acc[k][j],
+                                fuse_side_add(s, &f->side[k], lx_var(s->p, acc[k][j]), v)));
+    }
     pt.at[L->inner] = NULL;
-    for (uint32_t k = 0; k < f->nside; k++) {
-        LoopExpr *i = fuse_index(s, &pt, f->side[k].st, f->side[k].off);
-        LoopExpr *r = fuse_side_finish(s, &f->side[k], lx_var(s->p, acc[k]));
-        ls_append(s->p, block, ls_store(s->p, f->side[k].buf, i, r));
+    for (uint32_t j = 0; j < nv; j++) {
+        pt.at[pt.lane_axis] = ix_addc(s, at, (int64_t)j * lanes);
+        for (uint32_t k = 0; k < f->nside; k++) {
+            LoopExpr *i = fuse_index(s, &pt, f->side[k].st, f->side[k].off);
+            LoopExpr *r = fuse_side_finish(s, &f->side[k], lx_var(s->p, acc[k][j]));
+            ls_append(s->p, block, ls_store(s->p, f->side[k].buf, i, r));
+        }
     }
 }
 
@@ -1096,11 +1112,11 @@ static void span_at(Sched *s, const PwLoop *L, LoopStmt *block, LoopExpr *base, 
                     int64_t hi)
 {
     if (base->kind == LEXPR_CONST_I && base->i == 0) {
-        sched_span(s, block, lo, hi, 1, pw_body, L, "i");
+        sched_span(s, block, lo, hi, L->tile, pw_body, L, "i");
         return;
     }
     Shifted sh = {L, base};
-    sched_span(s, block, lo, hi, 1, shifted_body, &sh, "i");
+    sched_span(s, block, lo, hi, L->tile, shifted_body, &sh, "i");
 }
 
 /* A single axis: parallel over blocks of it (serial in prepare kernels or when short). */
@@ -1158,7 +1174,7 @@ static void lower_pointwise(Sched *s, Fuse *f)
     s->k = loop_add_kernel(s->p, f->name, f->comment, false);
     s->prepare = false;
     uint32_t last = f->rank - 1;
-    PwLoop L = {.f = f, .inner = -1};
+    PwLoop L = {.f = f, .inner = -1, .tile = 1};
     L.pt.lane_axis = last;
     const PlanGroup *grp = f->grp;
     if (f->rank == 1 && grp->order == SIDE_NONE) {
@@ -1180,9 +1196,18 @@ static void lower_pointwise(Sched *s, Fuse *f)
     for (uint32_t d = 0; d < f->rank; d++)
         if (par >> d & 1)
             rows *= f->dim[d];
+    int64_t width = f->dim[last], nblk = 1;
+    if (grp->order == SIDE_AXIS) {
+        /* accumulators: nside * tile vectors, within the 16 registers of AVX2 */
+        L.tile = f->nside > 2 ? 1 : s->vl == 16 ? 2 : SIDE_AXIS_TILE;
+        if (!s->prepare && width > SIDE_AXIS_BLOCK) {
+            nblk = (width + SIDE_AXIS_BLOCK - 1) / SIDE_AXIS_BLOCK;
+            width = SIDE_AXIS_BLOCK;
+        }
+    }
     LoopVar *r = sched_ivar(s, "r");
-    LoopStmt *body = sched_par(s, r, rows);
-    digits(s, f, par, ix_v(s, r), &L.pt, body);
+    LoopStmt *body = sched_par(s, r, rows * nblk);
+    digits(s, f, par, nblk > 1 ? ix_div(s, ix_v(s, r), nblk) : ix_v(s, r), &L.pt, body);
     fuse_hoist(s, f, par, &L.pt, body);
     if (grp->order == SIDE_TRAILING) {
         for (uint32_t k = 0; k < f->nside; k++) {
@@ -1210,6 +1235,19 @@ static void lower_pointwise(Sched *s, Fuse *f)
         fuse_build_rows(s, f, &L.pt, 1, last, f->dim[last], in);
         span_at(s, &L, in, ix_c(s, 0), 0, f->dim[last]);
         fuse_unbuild(f);
+    } else if (nblk > 1) {
+        LoopExpr *blk = sched_local(s, in, "blk", ix_mod(s, ix_v(s, r), nblk));
+        LoopExpr *start = sched_local(s, in, "x0", ix_mulc(s, blk, width));
+        int64_t last_w = f->dim[last] - (nblk - 1) * width;
+        if (last_w == width) {
+            span_at(s, &L, in, start, 0, width);
+        } else {
+            LoopStmt *full = ls_block(s->p), *part = ls_block(s->p);
+            ls_append(s->p, in,
+                      ls_if(s->p, lx_cmp(s->p, LCMP_LT, blk, ix_c(s, nblk - 1)), full, part));
+            span_at(s, &L, full, start, 0, width);
+            span_at(s, &L, part, start, 0, last_w);
+        }
     } else {
         span_at(s, &L, in, ix_c(s, 0), 0, f->dim[last]);
     }

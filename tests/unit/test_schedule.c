@@ -616,6 +616,18 @@ static void reduce_ops(void **state)
         {"softmax_long", G("x: f32[3,41]) -> f32[3,41]", "return softmax(20 * x, axis=1)"), NULL},
         {"softmax_axis1", G("x: f32[2,3,5,7]) -> f32[2,3,5,7]", "return softmax(x, axis=1)"), NULL},
         {"softmax_axis0", G("x: f32[4,6]) -> f32[4,6]", "return softmax(50 * x, axis=0)"), NULL},
+        /* reductions over the channels of long rows: blocks of the row in parallel, the last
+         * one partial, tiles of vectors, then single vectors and a scalar tail */
+        {"channel_pools_blocked",
+         G("x: f32[2,5,1,1100], g: f32[2,5,1,1]) -> (y: f32[2,5,1,1100], a: f32[2,1,1,1100], "
+           "m: f32[2,1,1,1100])",
+           "y = x * g\nreturn y, mean(y, axes=[1], keepdim=true), amax(y, axes=[1], keepdim=true)"),
+         NULL},
+        {"channel_pools_three",
+         G("x: f32[1,6,2,700]) -> (a: f32[1,1,2,700], m: f32[1,1,2,700], n: f32[1,1,2,700])",
+           "return mean(x, axes=[1], keepdim=true), amax(x, axes=[1], keepdim=true), "
+           "amin(x, axes=[1], keepdim=true)"),
+         NULL},
     };
     run_cases(cases, countof(cases));
 }
