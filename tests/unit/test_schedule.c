@@ -977,7 +977,8 @@ static void column_pools_per_block(void **state)
 
 /* A 1x1 conv over many pixels runs in parallel over column blocks of whole register-tile
  * panels (no narrower remainder tile in every block): 4096 pixels make 18 blocks of 240 with
- * 4 x 3 tiles of 8 lanes, 17 of 252 with 4 lanes, 16 of 256 with 8 x 2 tiles of 16 lanes. */
+ * 4 x 3 tiles of 8 lanes, 17 of 252 with 4 lanes, 16 of 256 with 8 x 2 tiles of 16 lanes.
+ * A block is packed only when 4 or more row blocks use it. */
 static void column_blocks_are_whole_panels(void **state)
 {
     (void)state;
@@ -1005,7 +1006,17 @@ static void column_blocks_are_whole_panels(void **state)
             fail_msg("vl %u: %lld column blocks, want %lld", want[i].vl, (long long)par->loop.hi->i,
                      (long long)want[i].blocks);
         test_compile_free(&t);
-    }
+    } /* with 2 row blocks B is read in place: packing would cost as much as its use */
+    Case few = {
+        "few_rows",
+        G("x: f32[1,32,64,64]) -> f32[1,8,64,64]", "return relu(conv2d(x, out=8, kernel=1) @c)"),
+        NULL};
+    TestCompile t;
+    LoopProgram *p = schedule_case(&t, &few, 8);
+    for (uint32_t b = 0; b < p->nbuffers; b++)
+        assert_false(p->buffers[b]->kind == BUF_THREAD &&
+                     strncmp(p->buffers[b]->name, "panel", 5) == 0);
+    test_compile_free(&t);
 }
 
 /* Vector stores to buffer b in s: *streaming of them marked streaming, *all in total. */
