@@ -630,7 +630,9 @@ LoopProgram *schedule_graph(Ctx *cx, const Graph *g, uint32_t vector_lanes)
     for (uint32_t gi = 0; gi < s.plan->pub.ngroups; gi++) {
         const PlanGroup *grp = &s.plan->groups[gi];
         s.prepare = false;
-        if (grp->kind == GROUP_SINGLE)
+        if (grp->kind == GROUP_SINGLE && grp->nextra)
+            sched_reduce_siblings(&s, grp);
+        else if (grp->kind == GROUP_SINGLE)
             lower_node(&s, g->nodes[grp->root]);
         else
             sched_group(&s, gi);

@@ -71,9 +71,11 @@ typedef struct PlanGroup {
     uint32_t side_axis;
     uint32_t nside;
     uint32_t side[PLAN_MAX_SIDES]; /* node ids of the side reductions, in topological order */
-    /* siblings (GROUP_POINTWISE only): further elementwise values of the root's shape, stored by
+    /* siblings: in a GROUP_POINTWISE, further elementwise values of the root's shape, stored by
      * the same loops (each is evaluated at the same point as the root and shares its operands'
-     * loads); node ids, descending, all below root */
+     * loads), node ids descending, all below root; in a GROUP_SINGLE reduction, further
+     * reductions of the same input over the same axes, computed in the same pass over it, node
+     * ids ascending, all above root */
     uint32_t nextra;
     uint32_t extra[PLAN_MAX_EXTRA];
 } PlanGroup;
@@ -358,6 +360,8 @@ void sched_slice(Sched *s, const Node *n);
 void sched_concat(Sched *s, const Node *n);
 void sched_upsample(Sched *s, const Node *n);
 void sched_reduce(Sched *s, const Node *n);
+/* A GROUP_SINGLE reduction with sibling reductions (PlanGroup.extra): one kernel, one pass. */
+void sched_reduce_siblings(Sched *s, const PlanGroup *grp);
 void sched_softmax(Sched *s, const Node *n);
 /* Softmax of src into dst viewed as [outer, len, inner] along the middle axis. */
 void sched_softmax_rows(Sched *s, const LoopBuffer *dst, const LoopBuffer *src, int64_t outer,

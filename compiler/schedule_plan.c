@@ -410,6 +410,42 @@ static int32_t join_sibling(Planner *pl, const Node *n)
     return found;
 }
 
+/* ---- sibling reductions ---- */
+
+static bool same_reduction_axes(const Node *a, const Node *b)
+{
+    for (uint32_t d = 0; d < a->inputs[0]->shape.rank; d++)
+        if (a->attr.reduce.axes[d] != b->attr.reduce.axes[d])
+            return false;
+    return true;
+}
+
+/* Reductions of one value over the same axes that stayed kernels of their own (CBAM's average
+ * and max pools of x) join the earliest one's kernel: one pass over the value instead of one
+ * each. Safe at the earliest one's place: they read nothing else. */
+static void join_reductions(Planner *pl)
+{
+    for (uint32_t i = 0; i < pl->n; i++) {
+        int32_t gi = pl->group[i];
+        const Node *r = pl->g->nodes[i];
+        if (gi < 0 || pl->dead_group[gi] || pl->groups[gi].root != i || !is_reduction(r) ||
+            pl->groups[gi].kind != GROUP_SINGLE)
+            continue;
+        PlanGroup *grp = &pl->groups[gi];
+        for (uint32_t j = i + 1; j < pl->n && grp->nextra < PLAN_MAX_EXTRA; j++) {
+            int32_t gj = pl->group[j];
+            const Node *q = pl->g->nodes[j];
+            if (gj < 0 || gj == gi || pl->dead_group[gj] || pl->groups[gj].root != j ||
+                !is_reduction(q) || pl->groups[gj].kind != GROUP_SINGLE ||
+                q->inputs[0] != r->inputs[0] || !same_reduction_axes(r, q))
+                continue;
+            grp->extra[grp->nextra++] = j;
+            pl->dead_group[gj] = true;
+            pl->group[j] = gi;
+        }
+    }
+}
+
 /* ---- side reductions ---- */
 
 /* Classifies reduction r of x's shape: SIDE_TRAILING from *axis, SIDE_AXIS at *axis, or
@@ -726,6 +762,7 @@ Plan *sched_plan(Ctx *cx, const Graph *g)
         if (pl.group[i] >= 0 && p->role[i] == ROLE_ROOT && is_reduction(g->nodes[i]) &&
             pl.groups[pl.group[i]].kind == GROUP_SINGLE)
             attach_side(&pl, g->nodes[i]);
+    join_reductions(&pl);
     for (uint32_t gi = 0; gi < pl.ngroups; gi++) {
         PlanGroup *grp = &pl.groups[gi];
         const Node *root = g->nodes[grp->root];

@@ -115,10 +115,18 @@ static LoopExpr *finish(Sched *s, const Node *n, LoopExpr *acc, uint32_t lanes)
     return bin(s, LOP_DIV, acc, fx_c(s, (float)reduced_count(n), lanes));
 }
 
+/* Reductions of one input over the same axes, computed by one kernel in one pass over the
+ * input (the plan's sibling reductions): node[0] is the group's root. */
+typedef struct RedSet {
+    uint32_t n;
+    const Node *node[1 + PLAN_MAX_EXTRA];
+    const LoopBuffer *dst[1 + PLAN_MAX_EXTRA];
+} RedSet;
+
 typedef struct KeptCtx {
-    const Node *n;
+    const RedSet *set;
     const Groups *g;
-    const LoopBuffer *src, *dst;
+    const LoopBuffer *src;
     LoopExpr *in_base, *out_base;
 } KeptCtx;
 
@@ -128,36 +136,57 @@ static void kept_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
 {
     (void)nv;
     const KeptCtx *c = ctx;
+    const RedSet *set = c->set;
     LoopExpr *first = ix_add(s, c->in_base, ix_mulc(s, at, c->g->st[c->g->n - 1]));
-    LoopOp op = reduce_op(c->n->kind);
-    LoopExpr *init = op == LOP_ADD ? fx_c(s, 0.0f, lanes) : fx_load(s, c->src, first, lanes);
-    LoopVar *acc = decl(s, block, sched_fvar(s, "acc", lanes), init);
+    const LoopVar *acc[1 + PLAN_MAX_EXTRA];
+    for (uint32_t k = 0; k < set->n; k++) {
+        LoopOp op = reduce_op(set->node[k]->kind);
+        LoopExpr *init = op == LOP_ADD ? fx_c(s, 0.0f, lanes) : fx_load(s, c->src, first, lanes);
+        acc[k] = decl(s, block, sched_fvar(s, "acc", lanes), init);
+    }
     LoopExpr *idx = first;
     LoopStmt *in = reduced_loops(s, block, c->g, c->g->n - 1, &idx);
-    assign(s, in, acc, bin(s, op, var(s, acc), fx_load(s, c->src, idx, lanes)));
-    LoopExpr *out = finish(s, c->n, var(s, acc), lanes);
-    ls_append(s->p, block, ls_store(s->p, c->dst, ix_add(s, c->out_base, at), out));
+    LoopExpr *v = set->n > 1 ? sched_local(s, in, "v", fx_load(s, c->src, idx, lanes))
+                             : fx_load(s, c->src, idx, lanes);
+    for (uint32_t k = 0; k < set->n; k++)
+        assign(s, in, acc[k], bin(s, reduce_op(set->node[k]->kind), var(s, acc[k]), v));
+    for (uint32_t k = 0; k < set->n; k++) {
+        LoopExpr *out = finish(s, set->node[k], var(s, acc[k]), lanes);
+        ls_append(s->p, block, ls_store(s->p, set->dst[k], ix_add(s, c->out_base, at), out));
+    }
 }
+
+/* Vector accumulators per reduction along a contiguous run: one add depends on the last, so a
+ * single chain runs at the adder's latency, not at the memory's speed. */
+enum { RED_CHAINS = 4 };
 
 typedef struct RedCtx {
     const LoopBuffer *src;
-    LoopOp op;
-    const LoopVar *vacc, *sacc; /* vacc NULL when the run is shorter than a vector */
+    uint32_t n, chains; /* reductions; vector accumulators of each, interleaved by vector */
+    LoopOp op[1 + PLAN_MAX_EXTRA];
+    /* vacc NULL when the run is shorter than a vector */
+    const LoopVar *vacc[1 + PLAN_MAX_EXTRA][RED_CHAINS], *sacc[1 + PLAN_MAX_EXTRA];
 } RedCtx;
 
-/* A piece of the contiguous innermost reduced group: into the vector or the scalar acc. */
+/* A piece of the contiguous innermost reduced group: nv vectors into chains 0..nv-1, or a
+ * scalar into the scalar accs. */
 static void red_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, uint32_t nv,
                      const void *ctx)
 {
-    (void)nv;
     const RedCtx *c = ctx;
-    const LoopVar *acc = lanes > 1 ? c->vacc : c->sacc;
-    assign(s, block, acc, bin(s, c->op, var(s, acc), fx_load(s, c->src, at, lanes)));
+    for (uint32_t j = 0; j < nv; j++) {
+        LoopExpr *i = ix_addc(s, at, (int64_t)j * lanes);
+        LoopExpr *v = c->n > 1 ? sched_local(s, block, "v", fx_load(s, c->src, i, lanes))
+                               : fx_load(s, c->src, i, lanes);
+        for (uint32_t k = 0; k < c->n; k++) {
+            const LoopVar *acc = lanes > 1 ? c->vacc[k][j] : c->sacc[k];
+            assign(s, block, acc, bin(s, c->op[k], var(s, acc), v));
+        }
+    }
 }
 
 /* The last group is reduced: one output per row of kept groups. */
-static void reduce_inner(Sched *s, const Node *n, const Groups *g, const LoopBuffer *src,
-                         const LoopBuffer *dst)
+static void reduce_inner(Sched *s, const RedSet *set, const Groups *g, const LoopBuffer *src)
 {
     int64_t rows = 1, len = g->size[g->n - 1];
     for (uint32_t d = 0; d < g->n; d++)
@@ -166,24 +195,38 @@ static void reduce_inner(Sched *s, const Node *n, const Groups *g, const LoopBuf
     LoopVar *r = sched_ivar(s, "r");
     LoopStmt *body = sched_par(s, r, rows);
     LoopVar *base = decl(s, body, sched_ivar(s, "in"), kept_offset(s, g, ix_v(s, r), g->n));
-    LoopOp op = reduce_op(n->kind);
     LoopExpr *first = fx_load(s, src, ix_v(s, base), 1);
-    RedCtx c = {src, op, NULL, NULL};
-    LoopExpr *sinit = op == LOP_ADD ? fx_c(s, 0.0f, 1) : first;
-    c.sacc = decl(s, body, sched_fvar(s, "acc", 1), sinit);
-    if (len >= s->vl) {
-        LoopExpr *vinit = fx_bcast(s, op == LOP_ADD ? fx_c(s, 0.0f, 1) : first, s->vl);
-        c.vacc = decl(s, body, sched_fvar(s, "vacc", s->vl), vinit);
+    /* chains: up to 8 vector accumulators in all, and only for runs that fill them */
+    uint32_t chains = set->n <= 2 ? RED_CHAINS : set->n <= 4 ? 2 : 1;
+    while (chains > 1 && len < (int64_t)chains * s->vl * 4)
+        chains /= 2;
+    RedCtx c = {.src = src, .n = set->n, .chains = chains};
+    for (uint32_t k = 0; k < set->n; k++) {
+        LoopOp op = c.op[k] = reduce_op(set->node[k]->kind);
+        LoopExpr *sinit = op == LOP_ADD ? fx_c(s, 0.0f, 1) : first;
+        c.sacc[k] = decl(s, body, sched_fvar(s, "acc", 1), sinit);
+        if (len >= s->vl) {
+            LoopExpr *vinit = fx_bcast(s, op == LOP_ADD ? fx_c(s, 0.0f, 1) : first, s->vl);
+            for (uint32_t j = 0; j < chains; j++)
+                c.vacc[k][j] = decl(s, body, sched_fvar(s, "vacc", s->vl), vinit);
+        }
     }
     LoopExpr *at = ix_v(s, base);
     LoopStmt *in = reduced_loops(s, body, g, g->n - 1, &at);
     LoopVar *rb = decl(s, in, sched_ivar(s, "at"), at);
     LoopExpr *start = ix_v(s, rb);
-    /* The contiguous run [start, start + len): vectors, then a scalar tail. */
-    int64_t vend = len / s->vl * s->vl;
-    if (vend > 0) {
+    /* The contiguous run [start, start + len): tiles of `chains` vectors, vectors into chain
+     * 0, then a scalar tail. */
+    int64_t step = (int64_t)chains * s->vl, tend = chains > 1 ? len / step * step : 0;
+    if (tend > 0) {
         LoopVar *j = sched_ivar(s, "k");
-        LoopStmt *vb = sched_for(s, in, j, ix_c(s, 0), ix_c(s, vend), s->vl);
+        LoopStmt *tb = sched_for(s, in, j, ix_c(s, 0), ix_c(s, tend), step);
+        red_body(s, tb, ix_add(s, start, ix_v(s, j)), s->vl, chains, &c);
+    }
+    int64_t vend = len / s->vl * s->vl;
+    if (vend > tend) {
+        LoopVar *j = sched_ivar(s, "k");
+        LoopStmt *vb = sched_for(s, in, j, ix_c(s, tend), ix_c(s, vend), s->vl);
         red_body(s, vb, ix_add(s, start, ix_v(s, j)), s->vl, 1, &c);
     }
     if (len > vend) {
@@ -191,15 +234,27 @@ static void reduce_inner(Sched *s, const Node *n, const Groups *g, const LoopBuf
         LoopStmt *tb = sched_for(s, in, j, ix_c(s, vend), ix_c(s, len), 1);
         red_body(s, tb, ix_add(s, start, ix_v(s, j)), 1, 1, &c);
     }
-    LoopExpr *total = var(s, c.sacc);
-    if (c.vacc)
-        total = bin(s, op, lx_reduce(s->p, op, var(s, c.vacc)), total);
-    ls_append(s->p, body, ls_store(s->p, dst, ix_v(s, r), finish(s, n, total, 1)));
+    for (uint32_t k = 0; k < set->n; k++) {
+        LoopExpr *total = var(s, c.sacc[k]);
+        if (c.vacc[k][0]) { /* the chains pairwise, in a fixed order */
+            LoopExpr *v[RED_CHAINS];
+            for (uint32_t j = 0; j < chains; j++)
+                v[j] = var(s, c.vacc[k][j]);
+            for (uint32_t w = chains; w > 1; w /= 2)
+                for (uint32_t j = 0; j < w / 2; j++)
+                    v[j] = bin(s, c.op[k], v[2 * j], v[2 * j + 1]);
+            total = bin(s, c.op[k], lx_reduce(s->p, c.op[k], v[0]), total);
+        }
+        ls_append(s->p, body,
+                  ls_store(s->p, set->dst[k], ix_v(s, r), finish(s, set->node[k], total, 1)));
+    }
 }
 
+/* Outputs per parallel block along a long kept innermost group. */
+enum { KEPT_BLOCK = 512 };
+
 /* The last group is kept (or there is none): vectors of outputs along it. */
-static void reduce_outer(Sched *s, const Node *n, const Groups *g, const LoopBuffer *src,
-                         const LoopBuffer *dst)
+static void reduce_outer(Sched *s, const RedSet *set, const Groups *g, const LoopBuffer *src)
 {
     Groups one = *g;
     if (one.n == 0) { /* a single element */
@@ -212,22 +267,73 @@ static void reduce_outer(Sched *s, const Node *n, const Groups *g, const LoopBuf
     for (uint32_t d = 0; d + 1 < one.n; d++)
         if (!one.red[d])
             rows *= one.size[d];
+    /* Long rows run in blocks, in parallel with the rows: a batch of one is one row. */
+    int64_t width = len, nblk = 1;
+    if (!s->prepare && len > KEPT_BLOCK) {
+        width = KEPT_BLOCK;
+        nblk = (len + width - 1) / width;
+    }
     LoopVar *r = sched_ivar(s, "r");
-    LoopStmt *body = sched_par(s, r, rows);
-    LoopVar *base = decl(s, body, sched_ivar(s, "in"), kept_offset(s, &one, ix_v(s, r), one.n - 1));
-    KeptCtx c = {n, &one, src, dst, ix_v(s, base), ix_mulc(s, ix_v(s, r), len)};
-    sched_span(s, body, 0, len, 1, kept_body, &c, "i");
+    LoopStmt *body = sched_par(s, r, rows * nblk);
+    LoopExpr *row =
+        nblk > 1 ? sched_local(s, body, "row", ix_div(s, ix_v(s, r), nblk)) : ix_v(s, r);
+    LoopVar *base = decl(s, body, sched_ivar(s, "in"), kept_offset(s, &one, row, one.n - 1));
+    KeptCtx c = {set, &one, src, ix_v(s, base), ix_mulc(s, row, len)};
+    if (nblk == 1) {
+        sched_span(s, body, 0, len, 1, kept_body, &c, "i");
+        return;
+    }
+    LoopExpr *blk = sched_local(s, body, "blk", ix_mod(s, ix_v(s, r), nblk));
+    LoopExpr *x0 = sched_local(s, body, "x0", ix_mulc(s, blk, width));
+    c.in_base =
+        sched_local(s, body, "inx", ix_add(s, c.in_base, ix_mulc(s, x0, one.st[one.n - 1])));
+    c.out_base = sched_local(s, body, "outx", ix_add(s, c.out_base, x0));
+    int64_t last = len - (nblk - 1) * width;
+    if (last == width) {
+        sched_span(s, body, 0, width, 1, kept_body, &c, "i");
+        return;
+    }
+    LoopStmt *full = ls_block(s->p), *part = ls_block(s->p);
+    ls_append(s->p, body, ls_if(s->p, lx_cmp(s->p, LCMP_LT, blk, ix_c(s, nblk - 1)), full, part));
+    sched_span(s, full, 0, width, 1, kept_body, &c, "i");
+    sched_span(s, part, 0, last, 1, kept_body, &c, "i");
+}
+
+/* The reductions in `set` (of one input, over the same axes) as one kernel. */
+static void reduce_set(Sched *s, RedSet *set)
+{
+    const Node *n = set->node[0];
+    const LoopBuffer *src = sched_value(s, n->inputs[0]);
+    for (uint32_t k = 0; k < set->n; k++)
+        set->dst[k] = sched_dest(s, set->node[k]);
+    sched_kernel(s, n, NULL);
+    if (set->n > 1) { /* the comment names them all */
+        char what[256];
+        size_t at = 0;
+        for (uint32_t k = 0; k < set->n && at < sizeof what; k++)
+            at += (size_t)snprintf(what + at, sizeof what - at, "%s%s %%%u", k ? ", " : "",
+                                   op_info[set->node[k]->kind].name, set->node[k]->id);
+        s->k->comment = sched_describe(s, n, what);
+    }
+    Groups g = reduce_groups(n);
+    if (g.n > 0 && g.red[g.n - 1])
+        reduce_inner(s, set, &g, src);
+    else
+        reduce_outer(s, set, &g, src);
 }
 
 void sched_reduce(Sched *s, const Node *n)
 {
-    const LoopBuffer *src = sched_value(s, n->inputs[0]), *dst = sched_dest(s, n);
-    sched_kernel(s, n, NULL);
-    Groups g = reduce_groups(n);
-    if (g.n > 0 && g.red[g.n - 1])
-        reduce_inner(s, n, &g, src, dst);
-    else
-        reduce_outer(s, n, &g, src, dst);
+    RedSet set = {.n = 1, .node = {n}};
+    reduce_set(s, &set);
+}
+
+void sched_reduce_siblings(Sched *s, const PlanGroup *grp)
+{
+    RedSet set = {.n = 1, .node = {s->g->nodes[grp->root]}};
+    for (uint32_t k = 0; k < grp->nextra; k++)
+        set.node[set.n++] = s->g->nodes[grp->extra[k]];
+    reduce_set(s, &set);
 }
 
 /* ---- softmax ---- */

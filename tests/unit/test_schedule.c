@@ -616,6 +616,14 @@ static void reduce_ops(void **state)
         {"softmax_long", G("x: f32[3,41]) -> f32[3,41]", "return softmax(20 * x, axis=1)"), NULL},
         {"softmax_axis1", G("x: f32[2,3,5,7]) -> f32[2,3,5,7]", "return softmax(x, axis=1)"), NULL},
         {"softmax_axis0", G("x: f32[4,6]) -> f32[4,6]", "return softmax(50 * x, axis=0)"), NULL},
+        /* long rows: tiles of 4 (2, 1) interleaved vector accumulators, single vectors, a
+         * scalar tail; two reductions of x in one pass */
+        {"pools_long",
+         G("x: f32[3,1003]) -> (a: f32[3], m: f32[3], n: f32[3])",
+           "return mean(x, axes=[1]), amax(x, axes=[1]), amin(x, axes=[1])"),
+         NULL},
+        {"sum_long_rows", G("x: f32[2,1003]) -> f32[2]", "return sum(x * 3, axes=[1])"), NULL},
+        {"mean_rows", G("x: f32[2,3,300]) -> f32[2,3]", "return mean(x, axes=[2])"), NULL},
         /* reductions over the channels of long rows: blocks of the row in parallel, the last
          * one partial, tiles of vectors, then single vectors and a scalar tail */
         {"channel_pools_blocked",
@@ -1019,6 +1027,40 @@ static void column_blocks_are_whole_panels(void **state)
     test_compile_free(&t);
 }
 
+/* Reductions of one input over the same axes run as one kernel (one pass over the input);
+ * over other axes, or of another value, they stay apart. The channel reductions of 700
+ * pixels run in parallel blocks of 512 (the last one partial). */
+static void sibling_reductions(void **state)
+{
+    (void)state;
+    static const struct {
+        Case c;
+        uint32_t kernels;
+    } cases[] = {
+        {{"pools",
+          G("x: f32[2,6,5,7]) -> (a: f32[2,6,1,1], m: f32[2,6], n: f32[2,6,1,1], s: f32[2,5,7])",
+            "return mean(x, axes=[2, 3], keepdim=true), amax(x, axes=[2, 3]), "
+            "amin(x, axes=[3, 2], keepdim=true), sum(x, axes=[1])"),
+          NULL},
+         2},
+        {{"channels",
+          G("x: f32[1,6,5,140]) -> (a: f32[1,1,5,140], m: f32[1,1,5,140], y: f32[1,6,5,140])",
+            "return mean(x, axes=[1], keepdim=true), amax(x, axes=[1], keepdim=true), "
+            "mean(relu(x), axes=[1], keepdim=true) * x"),
+          NULL},
+         3},
+    };
+    for (size_t i = 0; i < countof(cases); i++)
+        for (uint32_t vl = 4; vl <= 16; vl *= 2) {
+            TestCompile t;
+            LoopProgram *p = schedule_case(&t, &cases[i].c, vl);
+            if (p->nkernels != cases[i].kernels)
+                fail_msg("%s (vl %u): %u kernels, want %u", cases[i].c.name, vl, p->nkernels,
+                         cases[i].kernels);
+            test_compile_free(&t);
+        }
+}
+
 /* Vector stores to buffer b in s: *streaming of them marked streaming, *all in total. */
 static void count_stores(const LoopStmt *s, const LoopBuffer *b, uint32_t *streaming, uint32_t *all)
 {
@@ -1172,6 +1214,7 @@ int main(void)
         cmocka_unit_test(in_place_outputs),
         cmocka_unit_test(column_pools_per_block),
         cmocka_unit_test(streaming_marks),
+        cmocka_unit_test(sibling_reductions),
         cmocka_unit_test(column_blocks_are_whole_panels),
         cmocka_unit_test(contractions_are_vectorized),
     };
