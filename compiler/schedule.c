@@ -570,10 +570,11 @@ static void mark_streaming_stmt(LoopStmt *s, const LoopStmt *loop, const bool *l
         return;
     case LOOP_STORE: {
         const LoopBuffer *b = s->store.buf;
-        s->store.streaming = s->store.value->type.lanes > 1 && !loaded[b->id] &&
+        /* a lowering marks stores that fill whole lines in other ways as candidates */
+        bool whole_lines = s->store.streaming || sweeps_loop(s, loop);
+        s->store.streaming = whole_lines && s->store.value->type.lanes > 1 && !loaded[b->id] &&
                              (b->kind == BUF_OUTPUT || b->kind == BUF_SCRATCH) &&
-                             b->elems * (int64_t)sizeof(float) >= STREAM_MIN_BYTES &&
-                             sweeps_loop(s, loop);
+                             b->elems * (int64_t)sizeof(float) >= STREAM_MIN_BYTES;
         return;
     }
     case LOOP_DECL:
@@ -584,7 +585,8 @@ static void mark_streaming_stmt(LoopStmt *s, const LoopStmt *loop, const bool *l
 }
 
 /* Marks as streaming the vector stores of run kernels that sweep a large output or scratch
- * buffer the same kernel never reads (no store is followed by a load of the same lines). */
+ * buffer (or that their lowering marked as filling whole lines) the same kernel never reads
+ * (no store is followed by a load of the same lines); clears the mark of every other. */
 static void mark_streaming_stores(LoopProgram *p)
 {
     for (uint32_t i = 0; i < p->nkernels; i++) {

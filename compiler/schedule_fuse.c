@@ -990,30 +990,33 @@ LoopExpr *fuse_side_finish(Sched *s, const FuseSide *sd, LoopExpr *acc)
 /* ---- the pointwise lowering ---- */
 
 /* SIDE_AXIS groups (a reduction over an outer axis, e.g. the channels of each pixel): the
- * innermost axis runs in blocks of SIDE_AXIS_BLOCK elements, in parallel with the other
- * axes, each block in tiles of up to SIDE_AXIS_TILE vectors per step of the reduced axis. */
-enum { SIDE_AXIS_BLOCK = 512, SIDE_AXIS_TILE = 4 };
+ * innermost axis runs in blocks of SIDE_AXIS_BLOCK elements (axis_block), in parallel with the
+ * other axes. */
+enum { SIDE_AXIS_BLOCK = 512 };
 
 typedef struct PwLoop {
     Fuse *f;
     FusePoint pt;
     const LoopVar *vacc[PLAN_MAX_SIDES], *sacc[PLAN_MAX_SIDES]; /* SIDE_TRAILING accumulators */
     int32_t inner;                                              /* SIDE_AXIS: that axis, else -1 */
-    uint32_t tile; /* vectors per step of the innermost axis (SIDE_AXIS: up to SIDE_AXIS_TILE) */
 } PwLoop;
 
-/* The root at the point, stored; side reductions accumulate it. */
-static LoopExpr *point(Sched *s, Fuse *f, const FusePoint *pt, LoopStmt *block)
+/* The root at the point, stored; side reductions accumulate it. whole_lines: the caller's
+ * step stores whole cache lines of each destination row, so the stores are streaming
+ * candidates (mark_streaming_stores decides). */
+static LoopExpr *point(Sched *s, Fuse *f, const FusePoint *pt, LoopStmt *block, bool whole_lines)
 {
+    LoopStmt *(*store)(LoopProgram *, const LoopBuffer *, LoopExpr *, LoopExpr *) =
+        whole_lines && pt->lanes > 1 ? ls_store_streaming : ls_store;
     LoopExpr *v = fuse_value(s, f, pt, block);
     if (f->dst && f->nside) /* stored and accumulated */
         v = sched_local(s, block, "y", v);
     if (f->dst)
-        ls_append(s->p, block, ls_store(s->p, f->dst, fuse_index(s, pt, f->dst_st, f->dst_off), v));
+        ls_append(s->p, block, store(s->p, f->dst, fuse_index(s, pt, f->dst_st, f->dst_off), v));
     for (uint32_t k = 0; k < f->nextra; k++) { /* same point, same evaluation: shared locals */
         LoopExpr *x = widen(s, eval(s, f, f->xroot[k], pt, block), pt->lanes);
         LoopExpr *i = fuse_index(s, pt, f->xdst_st[k], f->xdst_off[k]);
-        ls_append(s->p, block, ls_store(s->p, f->xdst[k], i, x));
+        ls_append(s->p, block, store(s->p, f->xdst[k], i, x));
     }
     return v;
 }
@@ -1028,45 +1031,77 @@ static void pw_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, uin
     FusePoint pt = L->pt;
     pt.at[pt.lane_axis] = at;
     pt.lanes = lanes;
-    if (L->inner < 0) {
-        LoopExpr *v = point(s, f, &pt, block);
-        for (uint32_t k = 0; k < f->nside; k++) {
-            const LoopVar *acc = lanes > 1 ? L->vacc[k] : L->sacc[k];
+    FUSE_ASSERT(L->inner < 0);
+    LoopExpr *v = point(s, f, &pt, block, false);
+    for (uint32_t k = 0; k < f->nside; k++) {
+        const LoopVar *acc = lanes > 1 ? L->vacc[k] : L->sacc[k];
+        ls_append(s->p, block,
+                  ls_assign(s->p, acc, fuse_side_add(s, &f->side[k], lx_var(s->p, acc), v)));
+    }
+}
+
+/* ---- SIDE_AXIS: reductions over an outer axis ---- */
+
+/* One block of `width` elements of the innermost axis at `base`: the partial reductions of
+ * each element in per-thread rows, the reduced axis outside and the block inside, so each
+ * step of the reduced axis sweeps whole cache lines of every row it reads and writes (the
+ * hardware prefetcher follows them); each element is still accumulated in the axis' order. */
+typedef struct AxisCtx {
+    const PwLoop *L;
+    LoopExpr *base;
+    const LoopBuffer *acc[PLAN_MAX_SIDES];
+    int phase; /* 0: init, 1: accumulate, 2: finish */
+} AxisCtx;
+
+static void axis_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, uint32_t nv,
+                      const void *ctx)
+{
+    (void)nv;
+    const AxisCtx *c = ctx;
+    Fuse *f = c->L->f;
+    FusePoint pt = c->L->pt;
+    pt.at[pt.lane_axis] = ix_add(s, c->base, at);
+    pt.lanes = lanes;
+    if (c->phase == 0) {
+        for (uint32_t k = 0; k < f->nside; k++)
             ls_append(s->p, block,
-                      ls_assign(s->p, acc, fuse_side_add(s, &f->side[k], lx_var(s->p, acc), v)));
+                      ls_store(s->p, c->acc[k], at, fuse_side_init(s, &f->side[k], lanes)));
+        return;
+    }
+    if (c->phase == 1) {
+        LoopExpr *v = point(s, f, &pt, block, true);
+        for (uint32_t k = 0; k < f->nside; k++) {
+            LoopExpr *sum = fuse_side_add(s, &f->side[k], fx_load(s, c->acc[k], at, lanes), v);
+            ls_append(s->p, block, ls_store(s->p, c->acc[k], at, sum));
         }
         return;
     }
-    /* SIDE_AXIS: the reduced axis runs inside each tile of nv vectors of outputs (whole cache
-     * lines of every row it visits), accumulated in the axis' order. */
-    const LoopVar *acc[PLAN_MAX_SIDES][SIDE_AXIS_TILE];
-    FUSE_ASSERT(nv <= SIDE_AXIS_TILE);
+    pt.at[c->L->inner] = NULL;
+    for (uint32_t k = 0; k < f->nside; k++) {
+        LoopExpr *i = fuse_index(s, &pt, f->side[k].st, f->side[k].off);
+        LoopExpr *r = fuse_side_finish(s, &f->side[k], fx_load(s, c->acc[k], at, lanes));
+        ls_append(s->p, block, ls_store(s->p, f->side[k].buf, i, r));
+    }
+}
+
+static void axis_block(Sched *s, const PwLoop *L, const LoopBuffer *const *acc, LoopStmt *block,
+                       LoopExpr *base, int64_t width)
+{
+    Fuse *f = L->f;
+    AxisCtx c = {.L = L, .base = base};
     for (uint32_t k = 0; k < f->nside; k++)
-        for (uint32_t j = 0; j < nv; j++) {
-            LoopVar *a = sched_fvar(s, "acc", lanes);
-            ls_append(s->p, block, ls_decl(s->p, a, fuse_side_init(s, &f->side[k], lanes)));
-            acc[k][j] = a;
-        }
-    LoopVar *c = sched_ivar(s, "c");
-    LoopStmt *in = sched_for(s, block, c, ix_c(s, 0), ix_c(s, f->dim[L->inner]), 1);
-    pt.at[L->inner] = ix_v(s, c);
-    for (uint32_t j = 0; j < nv; j++) {
-        pt.at[pt.lane_axis] = ix_addc(s, at, (int64_t)j * lanes);
-        LoopExpr *v = point(s, f, &pt, in);
-        for (uint32_t k = 0; k < f->nside; k++)
-            ls_append(s->p, in,
-                      ls_assign(s->p, acc[k][j],
-                                fuse_side_add(s, &f->side[k], lx_var(s->p, acc[k][j]), v)));
-    }
-    pt.at[L->inner] = NULL;
-    for (uint32_t j = 0; j < nv; j++) {
-        pt.at[pt.lane_axis] = ix_addc(s, at, (int64_t)j * lanes);
-        for (uint32_t k = 0; k < f->nside; k++) {
-            LoopExpr *i = fuse_index(s, &pt, f->side[k].st, f->side[k].off);
-            LoopExpr *r = fuse_side_finish(s, &f->side[k], lx_var(s->p, acc[k][j]));
-            ls_append(s->p, block, ls_store(s->p, f->side[k].buf, i, r));
-        }
-    }
+        c.acc[k] = acc[k];
+    sched_span(s, block, 0, width, 1, axis_body, &c, "i");
+    c.phase = 1;
+    LoopVar *cv = sched_ivar(s, "c");
+    LoopStmt *in = sched_for(s, block, cv, ix_c(s, 0), ix_c(s, f->dim[L->inner]), 1);
+    PwLoop at_c = *L;
+    at_c.pt.at[L->inner] = ix_v(s, cv);
+    c.L = &at_c;
+    sched_span(s, in, 0, width, 1, axis_body, &c, "i");
+    c.phase = 2;
+    c.L = L;
+    sched_span(s, block, 0, width, 1, axis_body, &c, "i");
 }
 
 /* Coordinates of the axes in `axes` (a bit mask) from the flat parallel index r, DECLared in
@@ -1112,11 +1147,11 @@ static void span_at(Sched *s, const PwLoop *L, LoopStmt *block, LoopExpr *base, 
                     int64_t hi)
 {
     if (base->kind == LEXPR_CONST_I && base->i == 0) {
-        sched_span(s, block, lo, hi, L->tile, pw_body, L, "i");
+        sched_span(s, block, lo, hi, 1, pw_body, L, "i");
         return;
     }
     Shifted sh = {L, base};
-    sched_span(s, block, lo, hi, L->tile, shifted_body, &sh, "i");
+    sched_span(s, block, lo, hi, 1, shifted_body, &sh, "i");
 }
 
 /* A single axis: parallel over blocks of it (serial in prepare kernels or when short). */
@@ -1174,7 +1209,7 @@ static void lower_pointwise(Sched *s, Fuse *f)
     s->k = loop_add_kernel(s->p, f->name, f->comment, false);
     s->prepare = false;
     uint32_t last = f->rank - 1;
-    PwLoop L = {.f = f, .inner = -1, .tile = 1};
+    PwLoop L = {.f = f, .inner = -1};
     L.pt.lane_axis = last;
     const PlanGroup *grp = f->grp;
     if (f->rank == 1 && grp->order == SIDE_NONE) {
@@ -1198,8 +1233,6 @@ static void lower_pointwise(Sched *s, Fuse *f)
             rows *= f->dim[d];
     int64_t width = f->dim[last], nblk = 1;
     if (grp->order == SIDE_AXIS) {
-        /* accumulators: nside * tile vectors, within the 16 registers of AVX2 */
-        L.tile = f->nside > 2 ? 1 : s->vl == 16 ? 2 : SIDE_AXIS_TILE;
         if (!s->prepare && width > SIDE_AXIS_BLOCK) {
             nblk = (width + SIDE_AXIS_BLOCK - 1) / SIDE_AXIS_BLOCK;
             width = SIDE_AXIS_BLOCK;
@@ -1235,18 +1268,24 @@ static void lower_pointwise(Sched *s, Fuse *f)
         fuse_build_rows(s, f, &L.pt, 1, last, f->dim[last], in);
         span_at(s, &L, in, ix_c(s, 0), 0, f->dim[last]);
         fuse_unbuild(f);
-    } else if (nblk > 1) {
-        LoopExpr *blk = sched_local(s, in, "blk", ix_mod(s, ix_v(s, r), nblk));
-        LoopExpr *start = sched_local(s, in, "x0", ix_mulc(s, blk, width));
+    } else if (grp->order == SIDE_AXIS) {
+        const LoopBuffer *acc[PLAN_MAX_SIDES];
+        for (uint32_t k = 0; k < f->nside; k++)
+            acc[k] = sched_thread(s, "sacc", k, width);
+        LoopExpr *start = ix_c(s, 0), *blk = NULL;
+        if (nblk > 1) {
+            blk = sched_local(s, in, "blk", ix_mod(s, ix_v(s, r), nblk));
+            start = sched_local(s, in, "x0", ix_mulc(s, blk, width));
+        }
         int64_t last_w = f->dim[last] - (nblk - 1) * width;
         if (last_w == width) {
-            span_at(s, &L, in, start, 0, width);
+            axis_block(s, &L, acc, in, start, width);
         } else {
             LoopStmt *full = ls_block(s->p), *part = ls_block(s->p);
             ls_append(s->p, in,
                       ls_if(s->p, lx_cmp(s->p, LCMP_LT, blk, ix_c(s, nblk - 1)), full, part));
-            span_at(s, &L, full, start, 0, width);
-            span_at(s, &L, part, start, 0, last_w);
+            axis_block(s, &L, acc, full, start, width);
+            axis_block(s, &L, acc, part, start, last_w);
         }
     } else {
         span_at(s, &L, in, ix_c(s, 0), 0, f->dim[last]);

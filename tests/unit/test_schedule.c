@@ -1105,6 +1105,12 @@ static void streaming_marks(void **state)
             "return h + upsample(l, size=[256, 256], mode=bilinear, align_corners=false)"),
           NULL},
          true},
+        {{"channel_pool_rows",
+          G("x: f32[1,64,256,256], g: f32[1,64,1,1]) -> (y: f32[1,64,256,256], "
+            "a: f32[1,1,256,256])",
+            "y = x * g\nreturn y, mean(y, axes=[1], keepdim=true)"),
+          NULL},
+         true},
         {{"tiles",
           G("x: f32[1,64,256,256]) -> f32[1,64,256,256]",
             "return relu(conv2d(x, out=64, kernel=1) @c)"),
