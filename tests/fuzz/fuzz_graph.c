@@ -2,14 +2,14 @@
  * fuzz_graph: a structured fuzzer for the whole compiler. The input bytes choose a random
  * VALID graph from the op catalogue (elementwise ops with broadcasting, reductions, softmax,
  * matmul, linear, conv2d, norms, attention (mha, and written out as matmul, softmax, matmul),
- * upsampling, concat, pools and the layout ops) with small shapes (now and then one dim up to
- * 40, past every vector width and tile). The graph is written as .fuse text, compiled (parse,
- * sema, build) and evaluated by the reference
- * interpreter on deterministic pseudo-random inputs and weights; it is lowered as the command
- * line lowers it (driver_lower: the graph passes, schedule_graph, loop_verify), or for one lane
- * setting in four by schedule_graph alone, and run through the JIT and, when the first byte says
- * so (it spawns a C compiler), through the C backend with bounds checks. Every output must match
- * the interpreter's within the conformance tolerance,
+ * the SE, CBAM and BAM blocks in their common spellings, upsampling, concat, pools and the
+ * layout ops) with small shapes (now and then one dim up to 40, past every vector width and
+ * tile). The graph is written as .fuse text, compiled (parse, sema, build) and evaluated by
+ * the reference interpreter on deterministic pseudo-random inputs and weights; it is lowered
+ * as the command line lowers it (driver_lower: the graph passes, schedule_graph, loop_verify),
+ * or for one lane setting in four by schedule_graph alone, and run through the JIT and, when
+ * the first byte says so (it spawns a C compiler), through the C backend with bounds checks.
+ * Every output must match the interpreter's within the conformance tolerance,
  *     max |got - want| <= 1e-4 * max(1, max |want|)   (NaN matches NaN),
  * and a JIT kernel on two threads must match one thread bit for bit. The fusion plan of the
  * scheduled graph and the program's run kernels are checked against the fusion rules (see
@@ -576,6 +576,19 @@ static bool gen_matmul(Gen *g, const Value *a)
     return define(g, &s, bound, false, "matmul(%s, %s)", a->name, bt) >= 0;
 }
 
+/* The bound of linear/conv over fan_in inputs of bound b (weights_fill_random's scale). */
+static double contraction_bound(double b, int64_t fan_in, bool bias)
+{
+    return b * sqrt((double)fan_in) + (bias ? 1 : 0);
+}
+
+/* (x - mean) / sqrt(var + eps) * weight + bias with |mean|, |bias| <= 0.5, var >= 0.5 and
+ * weight <= 1.5 (weights_fill_random). */
+static double batchnorm_bound(double b)
+{
+    return (b + 0.5) * 1.5 / sqrt(0.5) + 0.5;
+}
+
 static bool gen_linear(Gen *g, const Value *a)
 {
     const Shape *x = &a->shape;
@@ -585,7 +598,7 @@ static bool gen_linear(Gen *g, const Value *a)
     Shape s = *x;
     s.dim[s.rank - 1] = out;
     bool bias = !flip(&g->in);
-    double bound = a->bound * sqrt((double)in) + (bias ? 1 : 0);
+    double bound = contraction_bound(a->bound, in, bias);
     if (numel(&s) > MAX_ELEMS || numel(&s) * in > MAX_MACS || bound > BOUND_LIMIT)
         return false;
     char sc[16];
@@ -639,7 +652,7 @@ static bool gen_conv(Gen *g, const Value *a)
     Shape s = {4, {x->dim[0], out, o[0], o[1]}};
     int64_t fan_in = c / groups * k[0] * k[1];
     bool bias = !flip(&g->in);
-    double bound = a->bound * sqrt((double)fan_in) + (bias ? 1 : 0);
+    double bound = contraction_bound(a->bound, fan_in, bias);
     if (numel(&s) > MAX_ELEMS || numel(&s) * fan_in > MAX_MACS || bound > BOUND_LIMIT)
         return false;
     StrBuf attrs = {0};
@@ -667,9 +680,7 @@ static bool gen_batchnorm(Gen *g, const Value *a)
     uint32_t r = a->shape.rank;
     if ((r < 2 || r > 4) || !isfinite(a->bound))
         return false;
-    // (x - mean) / sqrt(var + eps) * weight + bias with |mean|, |bias| <= 0.5, var >= 0.5 and
-    // weight <= 1.5 (weights_fill_random).
-    double bound = (a->bound + 0.5) * 1.5 / sqrt(0.5) + 0.5;
+    double bound = batchnorm_bound(a->bound);
     if (bound > BOUND_LIMIT)
         return false;
     char sc[16];
@@ -805,6 +816,213 @@ static bool gen_attention(Gen *g, const Value *a)
         return false;
     return define(g, &os, vb, false, "matmul(softmax(%s, axis=%lld), %s)", scores,
                   axis_text(g, r - 1, r), vn) >= 0;
+}
+
+/* ---- attention blocks: SE, CBAM and BAM in the spellings users write them ---- */
+
+/* A global pool of x [N, C, H, W] over H, W (`mean` or `amax`), written with or without
+ * keepdim and brought to [N, C] (rank 2) or [N, C, 1, 1] (rank 4) by `view` or `flatten`
+ * where the spelling needs it. Returns the value, or -1 when full. */
+static int global_pool(Gen *g, const Value *x, const char *op, uint32_t rank)
+{
+    int64_t n = x->shape.dim[0], c = x->shape.dim[1];
+    Shape flat = {2, {n, c}}, kept = {4, {n, c, 1, 1}};
+    bool keep = flip(&g->in), say_false = !keep && flip(&g->in);
+    long long h = axis_text(g, 2, 4), w = axis_text(g, 3, 4);
+    int p = define(g, keep ? &kept : &flat, x->bound, false, "%s(%s, axes=[%lld, %lld]%s)", op,
+                   x->name, h, w,
+                   keep        ? ", keepdim=true"
+                   : say_false ? ", keepdim=false"
+                               : "");
+    if (p < 0 || (rank == 4) == keep)
+        return p;
+    const Value *v = &g->v[p];
+    if (rank == 2 && flip(&g->in))
+        return define(g, &flat, v->bound, false, "flatten(%s, start=1)", v->name);
+    if (rank == 2)
+        return define(g, &flat, v->bound, false, "view(%s, shape=[%lld, %lld])", v->name,
+                      (long long)n, flip(&g->in) ? -1LL : (long long)c);
+    return define(g, &kept, v->bound, false, "view(%s, shape=[%lld, %lld, 1, 1])", v->name,
+                  (long long)n, (long long)c);
+}
+
+/* The channel MLP C -> hidden -> C on a pooled descriptor: `linear` on [N, C] or 1x1 `conv2d`
+ * on [N, C, 1, 1], with the scopes given (shared between CBAM's two descriptors), maybe a
+ * batchnorm (BAM) before the ReLU. */
+static int channel_mlp(Gen *g, int pooled, bool conv, int64_t hidden, bool bias, bool bn,
+                       const char *s1, const char *sbn, const char *s2, double hb, double ob)
+{
+    const Value *p = &g->v[pooled];
+    Shape hs = p->shape, os = p->shape;
+    hs.dim[1] = hidden;
+    const char *b = bias ? "" : ", bias=false";
+    int h = conv ? define(g, &hs, hb, false, "conv2d(%s, out=%lld, kernel=1%s) %s", p->name,
+                          (long long)hidden, b, s1)
+                 : define(g, &hs, hb, false, "linear(%s, out=%lld%s) %s", p->name,
+                          (long long)hidden, b, s1);
+    if (h < 0)
+        return -1;
+    const char *hn = g->v[h].name;
+    if (bn)
+        h = define(g, &hs, batchnorm_bound(hb), false, "relu(%s(%s) %s)",
+                   conv ? "batchnorm2d" : "batchnorm1d", hn, sbn);
+    else
+        h = define(g, &hs, hb, false, "relu(%s)", hn);
+    if (h < 0)
+        return -1;
+    hn = g->v[h].name;
+    return conv ? define(g, &os, ob, false, "conv2d(%s, out=%lld, kernel=1%s) %s", hn,
+                         (long long)os.dim[1], b, s2)
+                : define(g, &os, ob, false, "linear(%s, out=%lld%s) %s", hn, (long long)os.dim[1],
+                         b, s2);
+}
+
+/* SE (one average pool) or CBAM's channel attention (average and max pools through one shared
+ * MLP, added): x * sigmoid(mlp(pools)), the gate as [N, C] viewed to [N, C, 1, 1] or computed
+ * at that shape, applied as `x * gate` or `gate * x`. */
+static bool gen_channel_attention(Gen *g, const Value *a)
+{
+    const Shape *x = &a->shape;
+    if (x->rank != 4 || !isfinite(a->bound) || g->nv + 12 > MAX_VALUES)
+        return false;
+    int64_t n = x->dim[0], c = x->dim[1];
+    int64_t hidden = range(&g->in, 1, c < 8 ? c : 8);
+    bool two = flip(&g->in), conv = flip(&g->in), bias = pick(&g->in, 3) == 0;
+    double hb = contraction_bound(a->bound, c, bias);
+    double ob = contraction_bound(hb, hidden, bias);
+    if (hb > BOUND_LIMIT || 2 * ob > BOUND_LIMIT)
+        return false;
+    char s1[16], s2[16];
+    scope(g, s1);
+    scope(g, s2);
+    const char *op[2] = {"mean", "amax"};
+    int m[2] = {-1, -1};
+    for (int i = 0; i < (two ? 2 : 1); i++) {
+        int p = global_pool(g, a, op[i], conv ? 4 : 2);
+        m[i] = p < 0 ? -1 : channel_mlp(g, p, conv, hidden, bias, false, s1, "", s2, hb, ob);
+        if (m[i] < 0)
+            return false;
+    }
+    Shape gs = g->v[m[0]].shape, full = {4, {n, c, 1, 1}};
+    int gate = two ? define(g, &gs, 1, false, "sigmoid(%s + %s)", g->v[m[0]].name, g->v[m[1]].name)
+                   : define(g, &gs, 1, false, "sigmoid(%s)", g->v[m[0]].name);
+    if (gate >= 0 && !conv)
+        gate = define(g, &full, 1, false, "view(%s, shape=[%lld, %lld, 1, 1])", g->v[gate].name,
+                      (long long)n, (long long)c);
+    if (gate < 0)
+        return false;
+    bool first = flip(&g->in);
+    return define(g, x, a->bound, false, "%s * %s", first ? g->v[gate].name : a->name,
+                  first ? a->name : g->v[gate].name) >= 0;
+}
+
+/* CBAM's spatial attention: the channel mean and max (keepdim, or reduced and viewed back),
+ * concatenated, a k x k conv to one channel with `same` padding, sigmoid, times x. */
+static bool gen_spatial_attention(Gen *g, const Value *a)
+{
+    const Shape *x = &a->shape;
+    if (x->rank != 4 || !isfinite(a->bound) || g->nv + 6 > MAX_VALUES)
+        return false;
+    int64_t n = x->dim[0], h = x->dim[2], w = x->dim[3], k = 2 * range(&g->in, 0, 3) + 1;
+    double cb = contraction_bound(a->bound, 2 * k * k, false);
+    if (cb > BOUND_LIMIT || n * h * w * 2 * k * k > MAX_MACS)
+        return false;
+    Shape map = {4, {n, 1, h, w}}, flat = {3, {n, h, w}}, two = {4, {n, 2, h, w}};
+    const char *op[2] = {"mean", "amax"};
+    int pooled[2];
+    for (int i = 0; i < 2; i++) {
+        bool keep = flip(&g->in);
+        pooled[i] =
+            define(g, keep ? &map : &flat, a->bound, i == 1 && a->exact, "%s(%s, axes=[%lld]%s)",
+                   op[i], a->name, axis_text(g, 1, 4), keep ? ", keepdim=true" : "");
+        if (pooled[i] >= 0 && !keep)
+            pooled[i] = define(g, &map, a->bound, i == 1 && a->exact,
+                               "view(%s, shape=[%lld, 1, %lld, %lld])", g->v[pooled[i]].name,
+                               (long long)n, (long long)h, (long long)w);
+        if (pooled[i] < 0)
+            return false;
+    }
+    char sc[16];
+    int gate = define(g, &two, a->bound, false, "concat(%s, %s, axis=1)", g->v[pooled[0]].name,
+                      g->v[pooled[1]].name);
+    if (gate >= 0)
+        gate = define(g, &map, 1, false,
+                      "sigmoid(conv2d(%s, out=1, kernel=%lld, padding=%lld, bias=false) %s)",
+                      g->v[gate].name, (long long)k, (long long)(k / 2), scope(g, sc));
+    return gate >= 0 && define(g, x, a->bound, false, "%s * %s", a->name, g->v[gate].name) >= 0;
+}
+
+/* BAM: a channel branch (average pool, linear + batchnorm1d + ReLU, linear; or the same as 1x1
+ * convs) and a spatial branch (1x1 conv to `hidden` channels + BN + ReLU, up to two dilated
+ * 3x3 convs keeping the size, maybe with BN, 1x1 conv to one channel), broadcast-added:
+ * x * (1 + sigmoid(c + s)). */
+static bool gen_bam(Gen *g, const Value *a)
+{
+    const Shape *x = &a->shape;
+    if (x->rank != 4 || !isfinite(a->bound) || g->nv + 16 > MAX_VALUES)
+        return false;
+    int64_t n = x->dim[0], c = x->dim[1], h = x->dim[2], w = x->dim[3];
+    int64_t hidden = range(&g->in, 1, c < 4 ? c : 4);
+    bool conv = flip(&g->in);
+    unsigned convs = pick(&g->in, 3);
+    bool di_bn[2];
+    int64_t dil[2];
+    for (int i = 0; i < 2; i++) {
+        di_bn[i] = flip(&g->in);
+        dil[i] = range(&g->in, 1, 3);
+    }
+    // The bounds of each stage, checked before anything is written.
+    double chb = batchnorm_bound(contraction_bound(a->bound, c, true));
+    double cob = contraction_bound(chb, hidden, true);
+    double sb = batchnorm_bound(contraction_bound(a->bound, c, true));
+    double sbs[3] = {sb};
+    for (unsigned i = 0; i < convs; i++) {
+        sb = contraction_bound(sb, 9 * hidden, true);
+        sb = di_bn[i] ? batchnorm_bound(sb) : sb;
+        sbs[i + 1] = sb;
+    }
+    double sob = contraction_bound(sb, hidden, true);
+    if (chb > BOUND_LIMIT || sb > BOUND_LIMIT || cob + sob > BOUND_LIMIT ||
+        n * h * w * hidden * (c + 9 * hidden * convs + 1) > MAX_MACS)
+        return false;
+    char s1[16], sbn[16], s2[16], reduce[16], reduce_bn[16], final[16];
+    scope(g, s1);
+    scope(g, sbn);
+    scope(g, s2);
+    scope(g, reduce);
+    scope(g, reduce_bn);
+    int p = global_pool(g, a, "mean", conv ? 4 : 2);
+    int cg = p < 0 ? -1
+                   : channel_mlp(g, p, conv, hidden, true, true, s1, sbn, s2,
+                                 contraction_bound(a->bound, c, true), cob);
+    if (cg >= 0 && !conv)
+        cg = define(g, &(Shape){4, {n, c, 1, 1}}, cob, false, "view(%s, shape=[%lld, %lld, 1, 1])",
+                    g->v[cg].name, (long long)n, (long long)c);
+    if (cg < 0)
+        return false;
+    Shape hs = {4, {n, hidden, h, w}}, one = {4, {n, 1, h, w}};
+    int s = define(g, &hs, sbs[0], false, "relu(batchnorm2d(conv2d(%s, out=%lld, kernel=1) %s) %s)",
+                   a->name, (long long)hidden, reduce, reduce_bn);
+    for (unsigned i = 0; i < convs && s >= 0; i++) {
+        char d1[16], d2[16];
+        const char *sn = g->v[s].name;
+        scope(g, d1);
+        scope(g, d2);
+        if (di_bn[i])
+            s = define(g, &hs, sbs[i + 1], false,
+                       "relu(batchnorm2d(conv2d(%s, out=%lld, kernel=3, padding=%lld, "
+                       "dilation=%lld) %s) %s)",
+                       sn, (long long)hidden, (long long)dil[i], (long long)dil[i], d1, d2);
+        else
+            s = define(g, &hs, sbs[i + 1], false,
+                       "relu(conv2d(%s, out=%lld, kernel=3, padding=%lld, dilation=%lld) %s)", sn,
+                       (long long)hidden, (long long)dil[i], (long long)dil[i], d1);
+    }
+    if (s >= 0)
+        s = define(g, &one, sob, false, "conv2d(%s, out=1, kernel=1) %s", g->v[s].name,
+                   scope(g, final));
+    return s >= 0 && define(g, x, 2 * a->bound, false, "%s * (1 + sigmoid(%s + %s))", a->name,
+                            g->v[cg].name, g->v[s].name) >= 0;
 }
 
 static bool gen_upsample(Gen *g, const Value *a)
@@ -1031,10 +1249,28 @@ static bool gen_layout(Gen *g, const Value *a)
 typedef bool (*GenOp)(Gen *g, const Value *a);
 
 static const GenOp gen_ops[] = {
-    gen_unary,     gen_transcendental, gen_binary, gen_binary,    gen_scalar,
-    gen_reduce,    gen_softmax,        gen_matmul, gen_linear,    gen_conv,
-    gen_batchnorm, gen_layernorm,      gen_mha,    gen_upsample,  gen_concat,
-    gen_pool,      gen_layout,         gen_layout, gen_attention,
+    gen_unary,
+    gen_transcendental,
+    gen_binary,
+    gen_binary,
+    gen_scalar,
+    gen_reduce,
+    gen_softmax,
+    gen_matmul,
+    gen_linear,
+    gen_conv,
+    gen_batchnorm,
+    gen_layernorm,
+    gen_mha,
+    gen_upsample,
+    gen_concat,
+    gen_pool,
+    gen_layout,
+    gen_layout,
+    gen_attention,
+    gen_channel_attention,
+    gen_spatial_attention,
+    gen_bam,
 };
 
 /* The graph's text into `out`; the values it returns into outs[0, *nouts). */
@@ -1297,17 +1533,18 @@ static void check_c(Ctx *cx, const LoopProgram *p, const Graph *g, const Data *d
  * the planner's own code:
  *   legal     a group holds at most one contraction; an op that reads its operands from memory
  *             (softmax, norms but batchnorm, pools, concat, attention) is alone in its group; a
- *             group stores at most one value besides its reductions' results (the others are
- *             computed in its loops, so all their uses are in the group), or, without a
- *             contraction, up to 8 elementwise values of one shape (siblings); whatever depends
- *             only on weights is computed at create time, and nothing else is;
+ *             group stores at most one value besides its reductions' results (reductions of
+ *             values it computes, or of one value over the same axes; the others are computed
+ *             in its loops, so all their uses are in the group), or, without a contraction, up
+ *             to 8 elementwise values of one shape (siblings); whatever depends only on
+ *             weights is computed at create time, and nothing else is;
  *   maximal   an elementwise value whose every use is an elementwise op of its own shape in
  *             one other group is computed in that group (it is never stored); a contraction
- *             whose every use is in one group of elementwise ops all of its shape is that
- *             group's anchor (its epilogue); an elementwise group root r whose every user runs
- *             after a later group B (no contraction, elementwise root of r's shape, fewer than 8
- *             stores), where a member of B above r reads an input of r of r's shape, is stored
- *             by B (a sibling);
+ *             whose every use is in one group of elementwise ops all of its shape, a group
+ *             that stores one value, is that group's anchor (its epilogue); an elementwise
+ *             group root r whose every user runs after a later group B (no contraction,
+ *             elementwise root of r's shape, fewer than 8 stores), where a member of B above
+ *             r reads an input of r of r's shape, is stored by B (a sibling);
  *   kernels   every run kernel belongs to one group (named k<root>_...) or copies an output,
  *             and every group runs at least one kernel: the count in --dump=loops is the
  *             number of groups plus their extra passes plus the output copies. */
@@ -1413,6 +1650,27 @@ static void check_siblings(const Graph *g, const FusionPlan *fp, const bool *sto
     }
 }
 
+/* Reductions of one value over the same axes (CBAM's average and max pools) may share a group
+ * that computes them all in one pass: each is a reduction result of that group, not a store. */
+static bool sibling_reduction(const Graph *g, const FusionPlan *fp, uint32_t i)
+{
+    const Node *r = g->nodes[i];
+    if (op_info[r->kind].cls != OPC_REDUCE)
+        return false;
+    for (uint32_t j = 0; j < g->nnodes; j++) {
+        const Node *q = g->nodes[j];
+        if (j == i || fp->group_of[j] != fp->group_of[i] || op_info[q->kind].cls != OPC_REDUCE ||
+            q->inputs[0] != r->inputs[0])
+            continue;
+        bool same_axes = true;
+        for (uint32_t d = 0; d < r->inputs[0]->shape.rank; d++)
+            same_axes = same_axes && q->attr.reduce.axes[d] == r->attr.reduce.axes[d];
+        if (same_axes)
+            return true;
+    }
+    return false;
+}
+
 static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, const char *spec)
 {
     const FusionPlan *fp = schedule_plan(cx, g);
@@ -1495,6 +1753,9 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
         if (op_info[m->kind].cls == OPC_REDUCE && fp->group_of[below_views(m->inputs[0])->id] == gi)
             side[i] = true;
     }
+    for (uint32_t i = 0; i < n; i++)
+        if (fp->group_of[i] >= 0 && !side[i])
+            side[i] = sibling_reduction(g, fp, i);
     for (uint32_t i = 0; i < n; i++) {
         const Node *m = g->nodes[i];
         int32_t gi = fp->group_of[i];
@@ -1508,6 +1769,13 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
             stores[gi]++;
         if (stored[i] && !side[i])
             root_of[gi] = i;
+    }
+    for (uint32_t i = 0; i < n; i++) {
+        const Node *m = g->nodes[i];
+        int32_t gi = fp->group_of[i];
+        if (gi < 0)
+            continue;
+        const char *op = op_info[m->kind].name;
         /* maximal: an elementwise value read only by elementwise ops of its shape in one
          * other group */
         int32_t ug = use_group[i];
@@ -1520,7 +1788,7 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
             bug(spec, "fusion rules: %s %%%u is stored, but group %s could compute it", op, i,
                 fp->group_name[ug]);
         if (op_info[m->kind].cls == OPC_CONTRACT && pure[ug] && contractions[ug] == 0 &&
-            shape_equal(shape_of[ug], &m->shape))
+            stores[ug] <= 1 && shape_equal(shape_of[ug], &m->shape))
             bug(spec, "fusion rules: %s %%%u is stored, but could be group %s's anchor", op, i,
                 fp->group_name[ug]);
     }
