@@ -366,6 +366,165 @@ static void reductions_in_producer(void **state)
     run_cases(cases, countof(cases));
 }
 
+/* ---- attention blocks in their common spellings ---- */
+
+/* One spelling of an attention block on x [2, 16, 7, 11]: after the graph passes, as the
+ * command line compiles it, the block must take `kernels` run kernels, read x in `x_passes`
+ * of them, and hold no x-sized intermediate; and it must compute what the interpreter does. */
+typedef struct Spelling {
+    const char *name;
+    const char *body;
+    uint32_t kernels, x_passes;
+} Spelling;
+
+#define SPELLING_SIG     "x: f32[2,16,7,11]) -> f32[2,16,7,11]"
+#define SPELLING_X_BYTES (2 * 16 * 7 * 11 * 4)
+
+/* Kernels of p that load graph input 0. */
+static uint32_t passes_over_input(const LoopProgram *p)
+{
+    const LoopBuffer *x = NULL;
+    for (uint32_t i = 0; i < p->nbuffers; i++)
+        if (p->buffers[i]->kind == BUF_INPUT && p->buffers[i]->index == 0)
+            x = p->buffers[i];
+    assert_non_null(x);
+    uint32_t n = 0;
+    for (uint32_t k = 0; k < p->nkernels; k++) {
+        LoopUses u = loop_uses(p, p->kernels[k], p->kernels[k]->body, false);
+        n += u.loaded[x->id];
+        loop_uses_free(&u);
+    }
+    return n;
+}
+
+static void check_spelling(const Spelling *sp)
+{
+    char spec[2048];
+    snprintf(spec, sizeof spec, G(SPELLING_SIG, "%s"), sp->body);
+    TestCompile t;
+    if (!test_compile(&t, spec, NULL, NULL))
+        fail_msg("%s: %s", sp->name, test_diagnostics(&t));
+    KernelOptions opt = {.backend = driver_default_backend(), .vector_lanes = 8};
+    LoopProgram *p = driver_lower(&t.cx, t.graph, &opt);
+    if (!p)
+        fail_msg("%s: %s", sp->name, test_diagnostics(&t));
+    if (getenv("FUSION_DUMP"))
+        loop_dump(p, stderr);
+    if (p->nkernels != sp->kernels)
+        fail_msg("%s: %u run kernels, want %u", sp->name, p->nkernels, sp->kernels);
+    uint32_t passes = passes_over_input(p);
+    if (passes != sp->x_passes)
+        fail_msg("%s: %u kernels read x, want %u", sp->name, passes, sp->x_passes);
+    if (p->scratch_bytes >= SPELLING_X_BYTES)
+        fail_msg("%s: %lld bytes of scratch, an x-sized intermediate", sp->name,
+                 (long long)p->scratch_bytes);
+    TestData d;
+    test_data_new(&d, t.graph, 91);
+    test_data_interp(&d, t.graph);
+    Compiled code;
+    if (driver_compile(&t.cx, p, &opt, &code) != DRIVER_OK)
+        fail_msg("%s: %s", sp->name, test_diagnostics(&t));
+    for (int threads = 1; threads <= 2; threads++) {
+        char what[128];
+        snprintf(what, sizeof what, "%s, %d threads", sp->name, threads);
+        test_data_run(code.info, t.graph, &d, threads);
+        test_data_compare(t.graph, &d, what);
+    }
+    driver_release(&code);
+    test_data_free(&d, t.graph);
+    test_compile_free(&t);
+}
+
+/* SE, CBAM's channel and spatial attention and BAM as users write them: the MLP as `linear` on
+ * [N, C] or as 1x1 `conv2d` on [N, C, 1, 1], pools with or without keepdim, brought to shape
+ * by `view` or `flatten`, the gate on either side. Every spelling of a block compiles to the
+ * same kernels: the pools in one pass over x, the MLP, and the gate in a second pass. */
+static void attention_spellings(void **state)
+{
+    (void)state;
+    static const Spelling spellings[] = {
+        {"se_linear",
+         "y = mean(x, axes=[2, 3])\ny = relu(linear(y, out=4, bias=false) @fc.0)\n"
+         "y = sigmoid(linear(y, out=16, bias=false) @fc.2)\n"
+         "return x * view(y, shape=[2, 16, 1, 1])",
+         4, 2},
+        {"se_keepdim_view",
+         "y = view(mean(x, axes=[-2, -1], keepdim=true), shape=[2, 16])\n"
+         "y = relu(linear(y, out=4, bias=false) @fc.0)\n"
+         "y = sigmoid(linear(y, out=16, bias=false) @fc.2)\n"
+         "return view(y, shape=[2, 16, 1, 1]) * x",
+         4, 2},
+        {"se_keepdim_flatten",
+         "y = flatten(mean(x, axes=[2, 3], keepdim=true), start=1)\n"
+         "y = relu(linear(y, out=4) @fc.0)\ny = sigmoid(linear(y, out=16) @fc.2)\n"
+         "return x * view(y, shape=[2, -1, 1, 1])",
+         4, 2},
+        {"se_conv",
+         "y = mean(x, axes=[2, 3], keepdim=true)\n"
+         "y = relu(conv2d(y, out=4, kernel=1, bias=false) @fc.0)\n"
+         "return x * sigmoid(conv2d(y, out=16, kernel=1, bias=false) @fc.2)",
+         4, 2},
+        {"se_conv_view",
+         "y = view(mean(x, axes=[2, 3]), shape=[2, 16, 1, 1])\n"
+         "y = relu(conv2d(y, out=4, kernel=1) @fc.0)\n"
+         "return sigmoid(conv2d(y, out=16, kernel=1) @fc.2) * x",
+         4, 2},
+        {"se_after_conv",
+         "x = relu(conv2d(x, out=16, kernel=1) @conv)\n"
+         "y = relu(linear(mean(x, axes=[2, 3]), out=4) @fc.0)\n"
+         "return x * view(sigmoid(linear(y, out=16) @fc.2), shape=[2, 16, 1, 1])",
+         4, 1},
+        {"channel_attention_conv",
+         "a = mean(x, axes=[2, 3], keepdim=true)\nm = amax(x, axes=[2, 3], keepdim=true)\n"
+         "a = conv2d(relu(conv2d(a, out=4, kernel=1, bias=false) @fc.0), out=16, kernel=1, "
+         "bias=false) @fc.2\n"
+         "m = conv2d(relu(conv2d(m, out=4, kernel=1, bias=false) @fc.0), out=16, kernel=1, "
+         "bias=false) @fc.2\n"
+         "return x * sigmoid(a + m)",
+         6, 2},
+        {"channel_attention_linear",
+         "a = mean(x, axes=[2, 3])\nm = view(amax(x, axes=[2, 3], keepdim=true), shape=[2, 16])\n"
+         "a = linear(relu(linear(a, out=4, bias=false) @fc.0), out=16, bias=false) @fc.2\n"
+         "m = linear(relu(linear(m, out=4, bias=false) @fc.0), out=16, bias=false) @fc.2\n"
+         "return x * view(sigmoid(a + m), shape=[2, 16, 1, 1])",
+         6, 2},
+        {"spatial_attention_keepdim",
+         "s = concat(mean(x, axes=[1], keepdim=true), amax(x, axes=[1], keepdim=true), axis=1)\n"
+         "return x * sigmoid(conv2d(s, out=1, kernel=7, padding=3, bias=false) @conv1)",
+         4, 2},
+        {"spatial_attention_view",
+         "a = view(mean(x, axes=[1]), shape=[2, 1, 7, 11])\n"
+         "m = view(amax(x, axes=[-3]), shape=[2, 1, 7, 11])\n"
+         "s = sigmoid(conv2d(concat(a, m, axis=1), out=1, kernel=7, padding=3, bias=false) "
+         "@conv1)\n"
+         "return s * x",
+         4, 2},
+        {"cbam",
+         "a = mean(x, axes=[2, 3], keepdim=true)\nm = amax(x, axes=[2, 3], keepdim=true)\n"
+         "a = conv2d(relu(conv2d(a, out=4, kernel=1, bias=false) @fc.0), out=16, kernel=1, "
+         "bias=false) @fc.2\n"
+         "m = conv2d(relu(conv2d(m, out=4, kernel=1, bias=false) @fc.0), out=16, kernel=1, "
+         "bias=false) @fc.2\n"
+         "y = x * sigmoid(a + m)\n"
+         "s = concat(mean(y, axes=[1], keepdim=true), amax(y, axes=[1], keepdim=true), axis=1)\n"
+         "return y * sigmoid(conv2d(s, out=1, kernel=7, padding=3, bias=false) @conv1)",
+         9, 2},
+        {"bam",
+         "c = linear(mean(x, axes=[2, 3]), out=4) @fc_0\nc = relu(batchnorm1d(c) @bn_1)\n"
+         "c = view(linear(c, out=16) @fc_final, shape=[2, 16, 1, 1])\n"
+         "s = relu(batchnorm2d(conv2d(x, out=4, kernel=1) @reduce) @bn_reduce)\n"
+         "s = relu(batchnorm2d(conv2d(s, out=4, kernel=3, padding=4, dilation=4) @di_0) @bn_0)\n"
+         "s = relu(batchnorm2d(conv2d(s, out=4, kernel=3, padding=4, dilation=4) @di_1) @bn_1s)\n"
+         "s = conv2d(s, out=1, kernel=1) @final\n"
+         "return x * (1 + sigmoid(c + s))",
+         9, 3},
+    };
+    for (size_t i = 0; i < countof(spellings); i++) {
+        print_message("%s\n", spellings[i].name);
+        check_spelling(&spellings[i]);
+    }
+}
+
 /* ---- create time, the plan, memory ---- */
 
 static bool stmt_has_unary(const LoopStmt *s, LoopOp op);
@@ -517,6 +676,7 @@ int main(void)
         cmocka_unit_test(upsample_in_consumer),
         cmocka_unit_test(siblings),
         cmocka_unit_test(reductions_in_producer),
+        cmocka_unit_test(attention_spellings),
         cmocka_unit_test(create_time),
         cmocka_unit_test(plan_api),
         cmocka_unit_test(memory_plan),
