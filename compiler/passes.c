@@ -20,6 +20,7 @@
  *   input only once the concat is split into one contraction per part.
  * - attention after layout: permute chains on k are composed into the one transpose it looks
  *   for.
+ * - factor-sigmoid after fold-batchnorm: BAM's per-pixel operand is a folded conv's output.
  * - cse after the rewrites: they build weight-only subgraphs per site, and merging repeats of
  *   them (and of the user's own code) is cheaper than not making them.
  * - dce last: it removes what the rewrites replaced (they leave the old nodes dead). */
@@ -33,6 +34,8 @@ static const Pass passes[] = {
     {"commute-upsample", "conv1x1(upsample(x)) as upsample(conv1x1(x)) when that is cheaper",
      pass_commute_upsample},
     {"attention", "matmul(softmax(q k^T * s), v) as one streaming attention op", pass_attention},
+    {"factor-sigmoid", "sigmoid(a + b) of broadcast a, b from the sigmoids of a and b",
+     pass_factor_sigmoid},
     {"cse", "common subexpressions merged", pass_cse},
     {"dce", "nodes no output depends on removed", pass_dce},
 };

@@ -66,6 +66,10 @@ Graph *pass_commute_upsample(Ctx *cx, const Graph *g, uint32_t *rewritten);
 /* matmul(softmax(scale * q k^T), v) becomes one ATTENTION op (no score matrix). Equal in real
  * arithmetic; the online softmax rounds differently (within the conformance tolerance). */
 Graph *pass_attention(Ctx *cx, const Graph *g, uint32_t *rewritten);
+/* sigmoid(a + b) of two broadcast operands becomes sigmoid(a) sigmoid(b) / (sigmoid(a) sigmoid(b)
+ * + sigmoid(-a) sigmoid(-b)): four sigmoids over the operands instead of one per element of
+ * the sum. Equal in real arithmetic; within the conformance tolerance in f32. */
+Graph *pass_factor_sigmoid(Ctx *cx, const Graph *g, uint32_t *rewritten);
 /* Common subexpressions merged. Exact. */
 Graph *pass_cse(Ctx *cx, const Graph *g, uint32_t *rewritten);
 /* Nodes no output depends on removed (inputs and params kept). Exact. */

@@ -517,7 +517,7 @@ static void attention_spellings(void **state)
          "s = relu(batchnorm2d(conv2d(s, out=4, kernel=3, padding=4, dilation=4) @di_1) @bn_1s)\n"
          "s = conv2d(s, out=1, kernel=1) @final\n"
          "return x * (1 + sigmoid(c + s))",
-         9, 3},
+         12, 3}, /* 3 of them the small sigmoids of c and s (factor-sigmoid) */
     };
     for (size_t i = 0; i < countof(spellings); i++) {
         print_message("%s\n", spellings[i].name);

@@ -298,6 +298,39 @@ static void commute_upsample_rewrites(void **state)
     test_compile_free(&t);
 }
 
+/* BAM's gate: sigmoid(c + s) over [N, C, 1, 1] + [N, 1, H, W] becomes four sigmoids over the
+ * operands (the planner computes them in their own small kernels) and a quotient per element;
+ * an operand of the sum's shape, a scalar operand, or operands that are not much smaller than
+ * the sum keep the sigmoid of the sum. */
+static void factor_sigmoid_rewrites(void **state)
+{
+    (void)state;
+    TestCompile t;
+    const Graph *opt =
+        optimize(&t,
+                 "fuse 1\n"
+                 "graph g(x: f32[2, 16, 7, 9], c: f32[2, 16, 1, 1], s: f32[2, 1, 7, 9], "
+                 "y: f32[1, 4, 1, 1], z: f32[1, 1, 2, 2])\n"
+                 "  -> (bam: f32[2, 16, 7, 9], full: f32[2, 16, 7, 9], scalar: f32[2, 16, 7, 9], "
+                 "small: f32[1, 4, 2, 2]) {\n"
+                 "  bam = x * (1 + sigmoid(c + 3 * s))\n"
+                 "  return bam, sigmoid(x + c), sigmoid(x + 1), sigmoid(y + z)\n"
+                 "}\n",
+                 NULL, NULL, "factor-sigmoid");
+    const Node *gate = opt->outputs[0]->inputs[1]->inputs[1];
+    assert_int_equal(gate->kind, OP_DIV);
+    uint32_t small_sigmoids = 0;
+    for (uint32_t i = 0; i < opt->nnodes; i++) {
+        const Node *n = opt->nodes[i];
+        if (n->kind == OP_SIGMOID && shape_numel(&n->shape) < 2 * 16 * 7 * 9)
+            small_sigmoids++;
+    }
+    assert_int_equal(small_sigmoids, 4 + 1); /* c, -c, s, -s, and sigmoid(y + z) */
+    for (uint32_t o = 1; o < 4; o++)
+        assert_int_equal(opt->outputs[o]->kind, OP_SIGMOID);
+    test_compile_free(&t);
+}
+
 /* Each spelling of softmax(scale * q k^T) v becomes one attention op with the scale folded;
  * the scores returned as well, or a softmax over another axis, are left to the ops. */
 static void attention_rewrites(void **state)
@@ -393,7 +426,7 @@ static void options(void **state)
 
     size_t n;
     const Pass *table = passes_table(&n);
-    assert_true(n == 7);
+    assert_true(n == 8);
     assert_string_equal(table[n - 1].name, "dce");
     assert_ptr_equal(passes_find("split-concat"), &table[2]);
     assert_null(passes_find("nope"));
@@ -412,6 +445,7 @@ int main(void)
         cmocka_unit_test(split_concat_rewrites),
         cmocka_unit_test(commute_upsample_rewrites),
         cmocka_unit_test(attention_rewrites),
+        cmocka_unit_test(factor_sigmoid_rewrites),
         cmocka_unit_test(cse_and_dce),
         cmocka_unit_test(options),
     };
