@@ -260,32 +260,38 @@ static Val horner(Emit *E, uint32_t n, Val x, const char *const *c, size_t nc)
     return r;
 }
 
-/* exp(x) within 1 ulp: x clamped to [-150, 150] (NaN to -150, restored at the end);
- * k = round(x / ln2) by the 1.5*2^23 trick (an fma then a subtraction: reassociation would
- * break it, contraction cannot); r = x - k ln2 in two fmas (Cody-Waite); exp(r) by a degree-7
- * polynomial (Cephes expf); 2^k applied in two steps 2^k1 * 2^k2 so that the single rounding
- * happens last, which also gives subnormal results and overflow to inf correctly. */
+/* exp(x) within 1 ulp: x clamped to [-150, 150] by selects that keep a NaN (it then flows
+ * through every step: NaN in, NaN out); k = round(x / ln2) by the 1.5*2^23 trick (an fma then a
+ * subtraction: reassociation would break it, contraction cannot); r = x - k ln2 in two fmas
+ * (Cody-Waite); exp(r) = 1 + r + r^2 q(r), q of degree 5 (Cephes expf), evaluated by Estrin's
+ * scheme (pairs of coefficients, then r^2 and r^4): three fma levels instead of six, so the
+ * dependency chain of each vector is short enough for the out-of-order window to overlap
+ * several; k as an integer is read from the bits of k + 1.5*2^23 (no float-to-int conversion,
+ * which a NaN would make undefined); 2^k applied in two steps 2^k1 * 2^k2 so that the single
+ * rounding happens last, which also gives subnormal results and overflow to inf correctly. */
 static Val math_exp(Emit *E, uint32_t n, Val x)
 {
     static const char *const poly[] = {"1.9875691500e-4f", "1.3981999507e-3f", "8.3334519073e-3f",
                                        "4.1665795894e-2f", "1.6666665459e-1f", "5.0000001201e-1f"};
     line(E, "// exp(%s)", x.s);
-    Val lo = vsel(E, n, vdef(E, n, "vi", "%s > -150.0f", x.s), x, sconst("-150.0f"));
-    Val xc = vsel(E, n, vdef(E, n, "vi", "%s < 150.0f", lo.s), lo, sconst("150.0f"));
+    Val lo = vsel(E, n, vdef(E, n, "vi", "%s < -150.0f", x.s), sconst("-150.0f"), x);
+    Val xc = vsel(E, n, vdef(E, n, "vi", "%s > 150.0f", lo.s), sconst("150.0f"), lo);
     Val big = vfma(E, n, xc, sconst("1.44269502e+0f"), sconst("0x1.8p23f"));
     Val k = vdef(E, n, "v", "%s - 0x1.8p23f", big.s);
     Val r = vfma(E, n, k, sconst("-0x1.62e400p-1f"), xc);
     r = vfma(E, n, k, sconst("-0x1.7f7d1cp-20f"), r);
-    Val q = horner(E, n, r, poly, countof(poly));
     Val r2 = vdef(E, n, "v", "%s * %s", r.s, r.s);
+    Val r4 = vdef(E, n, "v", "%s * %s", r2.s, r2.s);
+    Val q01 = vfma(E, n, sconst(poly[0]), r, sconst(poly[1]));
+    Val q23 = vfma(E, n, sconst(poly[2]), r, sconst(poly[3]));
+    Val q45 = vfma(E, n, sconst(poly[4]), r, sconst(poly[5]));
+    Val q = vfma(E, n, q01, r4, vfma(E, n, q23, r2, q45));
     Val p = vdef(E, n, "v", "%s + 1.0f", vfma(E, n, q, r2, r).s);
-    Val ki = vdef(E, n, "vi", "__builtin_convertvector(%s, fuse_vi%u)", k.s, n);
+    Val ki = vdef(E, n, "vi", "(fuse_vi%u)%s - 0x4b400000", n, big.s);
     Val k1 = vdef(E, n, "vi", "%s >> 1", ki.s);
     Val s1 = vdef(E, n, "v", "(fuse_v%u)((%s + 127) << 23)", n, k1.s);
     Val s2 = vdef(E, n, "v", "(fuse_v%u)((%s - %s + 127) << 23)", n, ki.s, k1.s);
-    Val y = vdef(E, n, "v", "(%s * %s) * %s", p.s, s1.s, s2.s);
-    return vsel(E, n, vdef(E, n, "vi", "%s != %s", x.s, x.s), vdef(E, n, "v", "%s + %s", x.s, x.s),
-                y);
+    return vdef(E, n, "v", "(%s * %s) * %s", p.s, s1.s, s2.s);
 }
 
 /* sigmoid(x) = 1/(1+e) for x >= 0 and e/(1+e) for x < 0, with e = exp(-|x|) <= 1: no overflow,

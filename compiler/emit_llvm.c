@@ -183,25 +183,26 @@ static LLVMValueRef math_exp(Emit *E, uint32_t n, LLVMValueRef x)
                                  4.1665795894e-2f, 1.6666665459e-1f, 5.0000001201e-1f};
     LLVMBuilderRef b = E->b;
     LLVMValueRef lo =
-        fsel(E, LLVMBuildFCmp(b, LLVMRealOGT, x, cf(E, -150.0f, n), ""), x, cf(E, -150.0f, n));
+        fsel(E, LLVMBuildFCmp(b, LLVMRealOLT, x, cf(E, -150.0f, n), ""), cf(E, -150.0f, n), x);
     LLVMValueRef xc =
-        fsel(E, LLVMBuildFCmp(b, LLVMRealOLT, lo, cf(E, 150.0f, n), ""), lo, cf(E, 150.0f, n));
+        fsel(E, LLVMBuildFCmp(b, LLVMRealOGT, lo, cf(E, 150.0f, n), ""), cf(E, 150.0f, n), lo);
     LLVMValueRef big = fma3(E, xc, cf(E, 1.44269502e+0f, n), cf(E, 0x1.8p23f, n));
     LLVMValueRef k = LLVMBuildFSub(b, big, cf(E, 0x1.8p23f, n), "");
     LLVMValueRef r = fma3(E, k, cf(E, -0x1.62e400p-1f, n), xc);
     r = fma3(E, k, cf(E, -0x1.7f7d1cp-20f, n), r);
-    LLVMValueRef q = horner(E, n, r, poly, countof(poly));
     LLVMValueRef r2 = LLVMBuildFMul(b, r, r, "");
+    LLVMValueRef r4 = LLVMBuildFMul(b, r2, r2, "");
+    LLVMValueRef q01 = fma3(E, cf(E, poly[0], n), r, cf(E, poly[1], n));
+    LLVMValueRef q23 = fma3(E, cf(E, poly[2], n), r, cf(E, poly[3], n));
+    LLVMValueRef q45 = fma3(E, cf(E, poly[4], n), r, cf(E, poly[5], n));
+    LLVMValueRef q = fma3(E, q01, r4, fma3(E, q23, r2, q45));
     LLVMValueRef p = LLVMBuildFAdd(b, fma3(E, q, r2, r), cf(E, 1.0f, n), "");
-    LLVMValueRef ki = LLVMBuildFPToSI(b, k, vec(E->i32, n), "");
+    LLVMValueRef ki = LLVMBuildSub(b, as_int(E, big, n), ci32(E, 0x4b400000, n), "");
     LLVMValueRef k1 = LLVMBuildAShr(b, ki, ci32(E, 1, n), "");
     LLVMValueRef e1 = LLVMBuildShl(b, LLVMBuildAdd(b, k1, ci32(E, 127, n), ""), ci32(E, 23, n), "");
     LLVMValueRef e2 = LLVMBuildShl(
         b, LLVMBuildAdd(b, LLVMBuildSub(b, ki, k1, ""), ci32(E, 127, n), ""), ci32(E, 23, n), "");
-    LLVMValueRef y =
-        LLVMBuildFMul(b, LLVMBuildFMul(b, p, as_float(E, e1, n), ""), as_float(E, e2, n), "");
-    LLVMValueRef nan = LLVMBuildFCmp(b, LLVMRealUNE, x, x, "");
-    return fsel(E, nan, LLVMBuildFAdd(b, x, x, ""), y);
+    return LLVMBuildFMul(b, LLVMBuildFMul(b, p, as_float(E, e1, n), ""), as_float(E, e2, n), "");
 }
 
 /* sigmoid: 1/(1+e) for x >= 0, e/(1+e) for x < 0, e = exp(-|x|). */
