@@ -1765,10 +1765,10 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
         if (!rule_inline_capable(m) && op_info[m->kind].cls != OPC_CONTRACT &&
             op_info[m->kind].cls != OPC_REDUCE && members[gi] != 1)
             bug(spec, "fusion rules: %s %%%u shares group %s", op, i, fp->group_name[gi]);
-        if (stored[i] && !side[i])
+        if (stored[i] && !side[i]) {
             stores[gi]++;
-        if (stored[i] && !side[i])
             root_of[gi] = i;
+        }
     }
     for (uint32_t i = 0; i < n; i++) {
         const Node *m = g->nodes[i];
