@@ -825,7 +825,16 @@ void sched_matmul(Sched *s, const Node *n)
     }
     if (g.dot && nn > 1) { /* B^T per batch of b, so that columns are contiguous in k */
         int64_t count = shape_numel(&bb);
-        const LoopBuffer *bt = sched_scratch(s, "matmul_bt", n->id, count * k * nn);
+        /* b computed at create time (a folded Linear's weight) is transposed there too, once,
+         * not on every call */
+        bool once = !s->prepare && g.b->kind == BUF_PREPARED;
+        SchedSave save;
+        char name[64];
+        snprintf(name, sizeof name, "matmul_bt%u", n->id);
+        const LoopBuffer *bt =
+            once ? sched_prepare_begin(s, name, sched_describe(s, n, "B transposed"),
+                                       count * k * nn, &save)
+                 : sched_scratch(s, "matmul_bt", n->id, count * k * nn);
         Pw pw = {.rank = 3, .dim = {count, nn, k}, .nsrc = 1};
         pw.dst.buf = bt;
         pw.dst.st[0] = nn * k;
@@ -835,8 +844,11 @@ void sched_matmul(Sched *s, const Node *n)
         pw.src[0].st[0] = k * nn;
         pw.src[0].st[1] = 1;
         pw.src[0].st[2] = nn;
-        sched_kernel(s, n, "bt");
+        if (!once)
+            sched_kernel(s, n, "bt");
         sched_pointwise(s, &pw);
+        if (once)
+            sched_prepare_end(s, &save);
         g.b = bt;
     }
     if (g.dot)
