@@ -1756,16 +1756,9 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
     for (uint32_t i = 0; i < n; i++)
         if (fp->group_of[i] >= 0 && !side[i])
             side[i] = sibling_reduction(g, fp, i);
-    for (uint32_t i = 0; i < n; i++) {
-        const Node *m = g->nodes[i];
+    for (uint32_t i = 0; i < n; i++) { /* every group's stores, before the rules read them */
         int32_t gi = fp->group_of[i];
-        if (gi < 0)
-            continue;
-        const char *op = op_info[m->kind].name;
-        if (!rule_inline_capable(m) && op_info[m->kind].cls != OPC_CONTRACT &&
-            op_info[m->kind].cls != OPC_REDUCE && members[gi] != 1)
-            bug(spec, "fusion rules: %s %%%u shares group %s", op, i, fp->group_name[gi]);
-        if (stored[i] && !side[i]) {
+        if (gi >= 0 && stored[i] && !side[i]) {
             stores[gi]++;
             root_of[gi] = i;
         }
@@ -1776,6 +1769,9 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
         if (gi < 0)
             continue;
         const char *op = op_info[m->kind].name;
+        if (!rule_inline_capable(m) && op_info[m->kind].cls != OPC_CONTRACT &&
+            op_info[m->kind].cls != OPC_REDUCE && members[gi] != 1)
+            bug(spec, "fusion rules: %s %%%u shares group %s", op, i, fp->group_name[gi]);
         /* maximal: an elementwise value read only by elementwise ops of its shape in one
          * other group */
         int32_t ug = use_group[i];
