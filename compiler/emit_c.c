@@ -49,6 +49,9 @@ typedef struct Emit {
     int64_t *prepared_at; /* by buffer id: f32 offset in the prepared block */
     bool prepare;         /* the current kernel is a prepare kernel */
     bool streamed;        /* the function being written has streaming stores */
+    PtrMap emitted;       /* expression -> index in done: what the current statement has */
+    Val *done;            /* emitted (a shared subexpression is written once) */
+    uint32_t ndone, done_cap;
 } Emit;
 
 static const char *const c_keywords[] = {
@@ -609,7 +612,35 @@ static Val emit_reduce(Emit *E, const LoopExpr *e)
     return r;
 }
 
+static Val emit_expr_once(Emit *E, const LoopExpr *e);
+
+/* Expressions are trees that share subtrees (a math expansion uses its argument many times):
+ * within one statement, each node is written once and its temporary reused. */
 static Val emit_expr(Emit *E, const LoopExpr *e)
+{
+    if (e->kind == LEXPR_CONST_F || e->kind == LEXPR_CONST_I || e->kind == LEXPR_VAR)
+        return emit_expr_once(E, e);
+    uint32_t at;
+    if (ptrmap_get(&E->emitted, e, &at))
+        return E->done[at];
+    Val v = emit_expr_once(E, e);
+    if (E->ndone == E->done_cap) {
+        E->done_cap = E->done_cap ? 2 * E->done_cap : 64;
+        E->done = xrealloc(E->done, E->done_cap * sizeof *E->done);
+    }
+    E->done[E->ndone] = v;
+    ptrmap_put(&E->emitted, e, E->ndone++);
+    return v;
+}
+
+/* Forgets what was emitted: the temporaries of the statement before may be out of scope. */
+static void forget_emitted(Emit *E)
+{
+    ptrmap_clear(&E->emitted);
+    E->ndone = 0;
+}
+
+static Val emit_expr_once(Emit *E, const LoopExpr *e)
 {
     switch (e->kind) {
     case LEXPR_CONST_F:
@@ -914,7 +945,16 @@ static void emit_store(Emit *E, const LoopStmt *s)
     line(E, "    fuse_oob(fuse_self, \"%s: store %s x%u\", %s);", E->k->name, name, n, idx.s);
 }
 
+static void emit_stmt_once(Emit *E, const LoopStmt *s);
+
 static void emit_stmt(Emit *E, const LoopStmt *s)
+{
+    forget_emitted(E);
+    emit_stmt_once(E, s);
+    forget_emitted(E);
+}
+
+static void emit_stmt_once(Emit *E, const LoopStmt *s)
 {
     char tb[32];
     switch (s->kind) {
@@ -1390,4 +1430,6 @@ void emit_c_program(const LoopProgram *p, const EmitCOptions *opt, StrBuf *sourc
     emit_create(p, opt, source);
     emit_run(p, opt, source);
     free(E.prepared_at);
+    ptrmap_free(&E.emitted);
+    free(E.done);
 }

@@ -68,6 +68,9 @@ typedef struct Emit {
     char kname[512];       /* the current kernel's symbol */
     const LoopVar **kvars; /* by var id, the current kernel's variables */
     bool x86;              /* the target is x86-64 (sfence orders streaming stores) */
+    PtrMap emitted;        /* expression -> index in done: see emit_c.c emit_expr */
+    LLVMValueRef *done;
+    uint32_t ndone, done_cap;
 } Emit;
 
 /* ---- types and constants ---- */
@@ -405,7 +408,34 @@ static LLVMValueRef emit_gather(Emit *E, const LoopExpr *e)
     return LLVMBuildCall2(E->b, fty, fn, args, 4, "");
 }
 
+static LLVMValueRef emit_expr_once(Emit *E, const LoopExpr *e);
+
+/* Each node of a statement's expression trees is built once (see emit_c.c emit_expr). */
 static LLVMValueRef emit_expr(Emit *E, const LoopExpr *e)
+{
+    if (e->kind == LEXPR_CONST_F || e->kind == LEXPR_CONST_I || e->kind == LEXPR_VAR)
+        return emit_expr_once(E, e);
+    uint32_t at;
+    if (ptrmap_get(&E->emitted, e, &at))
+        return E->done[at];
+    LLVMValueRef v = emit_expr_once(E, e);
+    if (E->ndone == E->done_cap) {
+        E->done_cap = E->done_cap ? 2 * E->done_cap : 64;
+        E->done = xrealloc(E->done, E->done_cap * sizeof *E->done);
+    }
+    E->done[E->ndone] = v;
+    ptrmap_put(&E->emitted, e, E->ndone++);
+    return v;
+}
+
+/* Forgets what was built: the values of the statement before may not dominate the next one. */
+static void forget_emitted(Emit *E)
+{
+    ptrmap_clear(&E->emitted);
+    E->ndone = 0;
+}
+
+static LLVMValueRef emit_expr_once(Emit *E, const LoopExpr *e)
 {
     uint32_t n = e->type.lanes;
     switch (e->kind) {
@@ -797,7 +827,16 @@ static void emit_store(Emit *E, const LoopStmt *s)
     E->fn->streamed = true;
 }
 
+static void emit_stmt_once(Emit *E, const LoopStmt *s);
+
 static void emit_stmt(Emit *E, const LoopStmt *s)
+{
+    forget_emitted(E);
+    emit_stmt_once(E, s);
+    forget_emitted(E);
+}
+
+static void emit_stmt_once(Emit *E, const LoopStmt *s)
 {
     switch (s->kind) {
     case LOOP_BLOCK:
@@ -1096,6 +1135,8 @@ LLVMModuleRef emit_llvm_module(const LoopProgram *p, LLVMContextRef llvm_ctx,
     emit_program(&E, driver, part);
     LLVMDisposeBuilder(E.alloca_b);
     LLVMDisposeBuilder(E.b);
+    ptrmap_free(&E.emitted);
+    free(E.done);
 
     char *msg = NULL;
     if (LLVMVerifyModule(E.m, LLVMReturnStatusAction, &msg)) {

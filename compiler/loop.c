@@ -417,8 +417,119 @@ static void dump_type(LoopType t, FILE *out)
         fprintf(out, "x%u", t.lanes);
 }
 
-static void dump_expr(const LoopExpr *e, FILE *out)
+/* What the dump of one statement knows: the nodes its expressions share, each printed once as
+ * `let $N = ...` before the statement and referred to as $N after. */
+typedef struct Dump {
+    FILE *out;
+    PtrMap uses;  /* node -> references within the statement */
+    PtrMap names; /* node -> N of its let */
+    PtrMap sizes; /* node -> operations in its tree (capped) */
+    uint32_t nlets;
+} Dump;
+
+/* A shared subtree of fewer operations is printed where it is used. */
+enum { DUMP_LET_MIN_OPS = 3, DUMP_SIZE_CAP = 1 << 20 };
+
+/* Too small to be worth a name. */
+static bool dump_leaf(const LoopExpr *e)
 {
+    switch (e->kind) {
+    case LEXPR_CONST_F:
+    case LEXPR_CONST_I:
+    case LEXPR_VAR:
+    case LEXPR_IOTA:
+        return true;
+    case LEXPR_BROADCAST:
+        return dump_leaf(e->op.a);
+    default:
+        return false;
+    }
+}
+
+/* The operands of e, in print order (at most 3). */
+static uint32_t dump_operands(const LoopExpr *e, const LoopExpr *ops[3])
+{
+    switch (e->kind) {
+    case LEXPR_LOAD:
+    case LEXPR_GATHER:
+        ops[0] = e->load.index;
+        return 1;
+    case LEXPR_UNARY:
+    case LEXPR_BROADCAST:
+    case LEXPR_CAST:
+    case LEXPR_REDUCE:
+    case LEXPR_SHUFFLE:
+        ops[0] = e->op.a;
+        return 1;
+    case LEXPR_BINARY:
+    case LEXPR_CMP:
+        ops[0] = e->op.a;
+        ops[1] = e->op.b;
+        return 2;
+    case LEXPR_FMA:
+    case LEXPR_SELECT:
+        ops[0] = e->op.a;
+        ops[1] = e->op.b;
+        ops[2] = e->op.c;
+        return 3;
+    default:
+        return 0;
+    }
+}
+
+/* Counts the references to each node and the size of its tree; a shared node's operands are
+ * visited once. Returns the size. */
+static uint32_t dump_count(Dump *d, const LoopExpr *e)
+{
+    if (dump_leaf(e))
+        return 0;
+    uint32_t n = 0, size = 1;
+    ptrmap_get(&d->uses, e, &n);
+    ptrmap_put(&d->uses, e, n + 1);
+    if (n) {
+        ptrmap_get(&d->sizes, e, &size);
+        return size;
+    }
+    const LoopExpr *ops[3];
+    for (uint32_t i = 0, k = dump_operands(e, ops); i < k; i++)
+        size += dump_count(d, ops[i]);
+    size = size < DUMP_SIZE_CAP ? size : DUMP_SIZE_CAP;
+    ptrmap_put(&d->sizes, e, size);
+    return size;
+}
+
+static void dump_expr(Dump *d, const LoopExpr *e);
+
+/* Prints a let for every shared node under e, operands first. */
+static void dump_lets(Dump *d, const LoopExpr *e, int depth)
+{
+    uint32_t n = 0;
+    if (dump_leaf(e) || ptrmap_get(&d->names, e, &n))
+        return;
+    const LoopExpr *ops[3];
+    for (uint32_t i = 0, k = dump_operands(e, ops); i < k; i++)
+        dump_lets(d, ops[i], depth);
+    uint32_t size = 0;
+    ptrmap_get(&d->uses, e, &n);
+    ptrmap_get(&d->sizes, e, &size);
+    if (n < 2 || size < DUMP_LET_MIN_OPS || ptrmap_get(&d->names, e, &n))
+        return;
+    for (int i = 0; i < depth; i++)
+        fputs("  ", d->out);
+    fprintf(d->out, "let $%u = ", d->nlets + 1);
+    dump_expr(d, e);
+    fprintf(d->out, "\n");
+    ptrmap_put(&d->names, e, ++d->nlets);
+}
+
+static void dump_expr(Dump *d, const LoopExpr *e)
+{
+    FILE *out = d->out;
+    uint32_t name;
+    if (ptrmap_get(&d->names, e, &name)) {
+        fprintf(out, "$%u", name);
+        return;
+    }
     switch (e->kind) {
     case LEXPR_CONST_F:
         if (isinf(e->f))
@@ -434,12 +545,12 @@ static void dump_expr(const LoopExpr *e, FILE *out)
         break;
     case LEXPR_LOAD:
         fprintf(out, "%s[", e->load.buf->name);
-        dump_expr(e->load.index, out);
+        dump_expr(d, e->load.index);
         fprintf(out, e->type.lanes > 1 ? "]x%u" : "]", e->type.lanes);
         break;
     case LEXPR_UNARY:
         fprintf(out, "%s(", op_names[e->op.op]);
-        dump_expr(e->op.a, out);
+        dump_expr(d, e->op.a);
         fprintf(out, ")");
         break;
     case LEXPR_BINARY: {
@@ -449,15 +560,15 @@ static void dump_expr(const LoopExpr *e, FILE *out)
         const char *sym = e->op.op < countof(infix) ? infix[e->op.op] : NULL;
         if (sym) {
             fprintf(out, "(");
-            dump_expr(e->op.a, out);
+            dump_expr(d, e->op.a);
             fprintf(out, " %s ", sym);
-            dump_expr(e->op.b, out);
+            dump_expr(d, e->op.b);
             fprintf(out, ")");
         } else {
             fprintf(out, "%s(", op_names[e->op.op]);
-            dump_expr(e->op.a, out);
+            dump_expr(d, e->op.a);
             fprintf(out, ", ");
-            dump_expr(e->op.b, out);
+            dump_expr(d, e->op.b);
             fprintf(out, ")");
         }
         break;
@@ -465,30 +576,30 @@ static void dump_expr(const LoopExpr *e, FILE *out)
     case LEXPR_FMA:
     case LEXPR_SELECT:
         fprintf(out, e->kind == LEXPR_FMA ? "fma(" : "select(");
-        dump_expr(e->op.a, out);
+        dump_expr(d, e->op.a);
         fprintf(out, ", ");
-        dump_expr(e->op.b, out);
+        dump_expr(d, e->op.b);
         fprintf(out, ", ");
-        dump_expr(e->op.c, out);
+        dump_expr(d, e->op.c);
         fprintf(out, ")");
         break;
     case LEXPR_CMP:
         fprintf(out, "(");
-        dump_expr(e->op.a, out);
+        dump_expr(d, e->op.a);
         fprintf(out, " %s ", cmp_text[e->op.cmp]);
-        dump_expr(e->op.b, out);
+        dump_expr(d, e->op.b);
         fprintf(out, ")");
         break;
     case LEXPR_BROADCAST:
     case LEXPR_CAST:
         dump_type(e->type, out);
         fprintf(out, "(");
-        dump_expr(e->op.a, out);
+        dump_expr(d, e->op.a);
         fprintf(out, ")");
         break;
     case LEXPR_REDUCE:
         fprintf(out, "reduce_%s(", op_names[e->op.op]);
-        dump_expr(e->op.a, out);
+        dump_expr(d, e->op.a);
         fprintf(out, ")");
         break;
     case LEXPR_IOTA:
@@ -496,12 +607,12 @@ static void dump_expr(const LoopExpr *e, FILE *out)
         break;
     case LEXPR_GATHER:
         fprintf(out, "%s[{", e->load.buf->name);
-        dump_expr(e->load.index, out);
+        dump_expr(d, e->load.index);
         fprintf(out, "}]x%u", e->type.lanes);
         break;
     case LEXPR_SHUFFLE:
         fprintf(out, "shuffle(");
-        dump_expr(e->op.a, out);
+        dump_expr(d, e->op.a);
         for (uint32_t l = 0; l < e->type.lanes; l++)
             fprintf(out, "%s%u", l ? "," : ", [", e->op.sel[l]);
         fprintf(out, "])");
@@ -515,9 +626,46 @@ static void indent(int depth, FILE *out)
         fputs("  ", out);
 }
 
+/* The expressions of s itself (not of the statements in it). */
+static uint32_t stmt_exprs(const LoopStmt *s, const LoopExpr *roots[2])
+{
+    switch (s->kind) {
+    case LOOP_FOR:
+        roots[0] = s->loop.lo;
+        roots[1] = s->loop.hi;
+        return 2;
+    case LOOP_STORE:
+        roots[0] = s->store.index;
+        roots[1] = s->store.value;
+        return 2;
+    case LOOP_IF:
+        roots[0] = s->branch.cond;
+        return 1;
+    case LOOP_DECL:
+        roots[0] = s->decl.init;
+        return 1;
+    case LOOP_ASSIGN:
+        roots[0] = s->assign.value;
+        return 1;
+    case LOOP_PREFETCH:
+        roots[0] = s->prefetch.index;
+        return 1;
+    case LOOP_BLOCK:
+        break;
+    }
+    return 0;
+}
+
 static void dump_stmt(const LoopStmt *s, int depth, FILE *out)
 {
     static const char *const for_names[] = {"for", "parallel for", "unrolled for"};
+    Dump dd = {.out = out}, *d = &dd;
+    const LoopExpr *roots[2];
+    uint32_t nroots = stmt_exprs(s, roots);
+    for (uint32_t i = 0; i < nroots; i++)
+        dump_count(d, roots[i]);
+    for (uint32_t i = 0; i < nroots; i++)
+        dump_lets(d, roots[i], depth);
     switch (s->kind) {
     case LOOP_BLOCK:
         for (uint32_t i = 0; i < s->block.n; i++)
@@ -526,9 +674,9 @@ static void dump_stmt(const LoopStmt *s, int depth, FILE *out)
     case LOOP_FOR:
         indent(depth, out);
         fprintf(out, "%s %s in ", for_names[s->loop.for_kind], s->loop.var->name);
-        dump_expr(s->loop.lo, out);
+        dump_expr(d, s->loop.lo);
         fprintf(out, "..");
-        dump_expr(s->loop.hi, out);
+        dump_expr(d, s->loop.hi);
         if (s->loop.step != 1)
             fprintf(out, " step %" PRId64, s->loop.step);
         fprintf(out, " {\n");
@@ -539,16 +687,16 @@ static void dump_stmt(const LoopStmt *s, int depth, FILE *out)
     case LOOP_STORE:
         indent(depth, out);
         fprintf(out, "%s%s[", s->store.streaming ? "stream " : "", s->store.buf->name);
-        dump_expr(s->store.index, out);
+        dump_expr(d, s->store.index);
         fprintf(out,
                 s->store.value->type.lanes > 1 ? "]x%u = " : "] = ", s->store.value->type.lanes);
-        dump_expr(s->store.value, out);
+        dump_expr(d, s->store.value);
         fprintf(out, "\n");
         break;
     case LOOP_IF:
         indent(depth, out);
         fprintf(out, "if ");
-        dump_expr(s->branch.cond, out);
+        dump_expr(d, s->branch.cond);
         fprintf(out, " {\n");
         dump_stmt(s->branch.then_body, depth + 1, out);
         if (s->branch.else_body) {
@@ -564,22 +712,25 @@ static void dump_stmt(const LoopStmt *s, int depth, FILE *out)
         fprintf(out, "var %s: ", s->decl.var->name);
         dump_type(s->decl.var->type, out);
         fprintf(out, " = ");
-        dump_expr(s->decl.init, out);
+        dump_expr(d, s->decl.init);
         fprintf(out, "\n");
         break;
     case LOOP_ASSIGN:
         indent(depth, out);
         fprintf(out, "%s = ", s->assign.var->name);
-        dump_expr(s->assign.value, out);
+        dump_expr(d, s->assign.value);
         fprintf(out, "\n");
         break;
     case LOOP_PREFETCH:
         indent(depth, out);
         fprintf(out, "prefetch %s[", s->prefetch.buf->name);
-        dump_expr(s->prefetch.index, out);
+        dump_expr(d, s->prefetch.index);
         fprintf(out, "] locality %d\n", s->prefetch.locality);
         break;
     }
+    ptrmap_free(&d->uses);
+    ptrmap_free(&d->names);
+    ptrmap_free(&d->sizes);
 }
 
 static void dump_kernel(const LoopKernel *k, const char *what, FILE *out)

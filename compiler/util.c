@@ -133,6 +133,65 @@ void ptrvec_free(PtrVec *v)
     v->len = v->cap = 0;
 }
 
+static uint32_t ptrmap_slot(const PtrMap *m, const void *key)
+{
+    uint64_t h = (uint64_t)(uintptr_t)key * 0x9e3779b97f4a7c15u; /* Fibonacci hashing */
+    uint32_t i = (uint32_t)(h >> 32) & (m->cap - 1);
+    while (m->gens[i] == m->gen && m->keys[i] != key)
+        i = (i + 1) & (m->cap - 1);
+    return i;
+}
+
+bool ptrmap_get(const PtrMap *m, const void *key, uint32_t *val)
+{
+    if (!m->cap)
+        return false;
+    uint32_t i = ptrmap_slot(m, key);
+    if (m->gens[i] != m->gen)
+        return false;
+    *val = m->vals[i];
+    return true;
+}
+
+void ptrmap_put(PtrMap *m, const void *key, uint32_t val)
+{
+    if (2 * (m->n + 1) > m->cap) {
+        PtrMap bigger = {.cap = m->cap ? 2 * m->cap : 64, .gen = 1};
+        bigger.keys = xcalloc(bigger.cap, sizeof *bigger.keys);
+        bigger.vals = xcalloc(bigger.cap, sizeof *bigger.vals);
+        bigger.gens = xcalloc(bigger.cap, sizeof *bigger.gens);
+        for (uint32_t i = 0; i < m->cap; i++)
+            if (m->gens[i] == m->gen)
+                ptrmap_put(&bigger, m->keys[i], m->vals[i]);
+        ptrmap_free(m);
+        *m = bigger;
+    }
+    uint32_t i = ptrmap_slot(m, key);
+    if (m->gens[i] != m->gen) {
+        m->gens[i] = m->gen;
+        m->keys[i] = key;
+        m->n++;
+    }
+    m->vals[i] = val;
+}
+
+void ptrmap_clear(PtrMap *m)
+{
+    m->n = 0;
+    if (++m->gen == 0) { /* after 2^32 clears: no stale generation may match again */
+        memset(m->gens, 0, m->cap * sizeof *m->gens);
+        m->gen = 1;
+    }
+}
+
+void ptrmap_free(PtrMap *m)
+{
+    free(m->keys);
+    free(m->vals);
+    free(m->gens);
+    *m = (PtrMap){0};
+}
+
 size_t edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);

@@ -57,6 +57,20 @@ typedef struct PtrVec {
 void ptrvec_push(PtrVec *v, void *p);
 void ptrvec_free(PtrVec *v);
 
+/* A map from pointers to uint32_t, cleared in O(1): an entry counts only while its generation is
+ * the map's. Zero-initialize; open addressing, kept at most half full. */
+typedef struct PtrMap {
+    const void **keys;
+    uint32_t *vals;
+    uint32_t *gens;
+    uint32_t cap, n, gen;
+} PtrMap;
+
+bool ptrmap_get(const PtrMap *m, const void *key, uint32_t *val);
+void ptrmap_put(PtrMap *m, const void *key, uint32_t val); /* key absent or replaced */
+void ptrmap_clear(PtrMap *m);
+void ptrmap_free(PtrMap *m);
+
 /* Levenshtein distance, for "did you mean" suggestions. */
 size_t edit_distance(const char *a, const char *b);
 /* Returns the candidate closest to `name` if it is close enough to be a likely typo, else NULL. */
