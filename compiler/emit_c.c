@@ -17,7 +17,7 @@
  * Float contract: no reassociation anywhere. FMA is explicit: __builtin_fmaf for scalars, a
  * loop over lanes of __builtin_fmaf for vectors (gcc 12 and clang 14 both turn it into one
  * vfmadd*ps at -O2/-O3 -march=native). Select is `(m & a) | (~m & b)` on the int view (C has
- * no vector ?:). EXP/TANH/SIGMOID/ERF are polynomial expansions, exact-rounding tricks
+ * no vector ?:). EXP/TANH/SIGMOID are polynomial expansions, exact-rounding tricks
  * included, that stay correct with -ffp-contract=fast and without -ffast-math.
  */
 #include "emit_c.h"
@@ -263,15 +263,26 @@ static Val horner(Emit *E, uint32_t n, Val x, const char *const *c, size_t nc)
     return r;
 }
 
+/* a * 2^k, where big = k + 1.5*2^23 holds the integer k (|k| <= 252) in its low mantissa bits: k is
+ * read from those bits (no float-to-int conversion, which a NaN would make undefined) and 2^k
+ * applied in two steps 2^k1 * 2^k2, each a normal power of two, so that the single rounding
+ * happens last: subnormal results and overflow to inf come out right. */
+static Val scale_by_pow2(Emit *E, uint32_t n, Val a, Val big)
+{
+    Val ki = vdef(E, n, "vi", "(fuse_vi%u)%s - 0x4b400000", n, big.s);
+    Val k1 = vdef(E, n, "vi", "%s >> 1", ki.s);
+    Val s1 = vdef(E, n, "v", "(fuse_v%u)((%s + 127) << 23)", n, k1.s);
+    Val s2 = vdef(E, n, "v", "(fuse_v%u)((%s - %s + 127) << 23)", n, ki.s, k1.s);
+    return vdef(E, n, "v", "(%s * %s) * %s", a.s, s1.s, s2.s);
+}
+
 /* exp(x) within 1 ulp: x clamped to [-150, 150] by selects that keep a NaN (it then flows
  * through every step: NaN in, NaN out); k = round(x / ln2) by the 1.5*2^23 trick (an fma then a
  * subtraction: reassociation would break it, contraction cannot); r = x - k ln2 in two fmas
  * (Cody-Waite); exp(r) = 1 + r + r^2 q(r), q of degree 5 (Cephes expf), evaluated by Estrin's
  * scheme (pairs of coefficients, then r^2 and r^4): three fma levels instead of six, so the
  * dependency chain of each vector is short enough for the out-of-order window to overlap
- * several; k as an integer is read from the bits of k + 1.5*2^23 (no float-to-int conversion,
- * which a NaN would make undefined); 2^k applied in two steps 2^k1 * 2^k2 so that the single
- * rounding happens last, which also gives subnormal results and overflow to inf correctly. */
+ * several; 2^k applied by scale_by_pow2 from the bits of k + 1.5*2^23. */
 static Val math_exp(Emit *E, uint32_t n, Val x)
 {
     static const char *const poly[] = {"1.9875691500e-4f", "1.3981999507e-3f", "8.3334519073e-3f",
@@ -290,11 +301,7 @@ static Val math_exp(Emit *E, uint32_t n, Val x)
     Val q45 = vfma(E, n, sconst(poly[4]), r, sconst(poly[5]));
     Val q = vfma(E, n, q01, r4, vfma(E, n, q23, r2, q45));
     Val p = vdef(E, n, "v", "%s + 1.0f", vfma(E, n, q, r2, r).s);
-    Val ki = vdef(E, n, "vi", "(fuse_vi%u)%s - 0x4b400000", n, big.s);
-    Val k1 = vdef(E, n, "vi", "%s >> 1", ki.s);
-    Val s1 = vdef(E, n, "v", "(fuse_v%u)((%s + 127) << 23)", n, k1.s);
-    Val s2 = vdef(E, n, "v", "(fuse_v%u)((%s - %s + 127) << 23)", n, ki.s, k1.s);
-    return vdef(E, n, "v", "(%s * %s) * %s", p.s, s1.s, s2.s);
+    return scale_by_pow2(E, n, p, big);
 }
 
 /* sigmoid(x) = 1/(1+e) for x >= 0 and e/(1+e) for x < 0, with e = exp(-|x|) <= 1: no overflow,
@@ -327,34 +334,26 @@ static Val math_tanh(Emit *E, uint32_t n, Val x)
     return vsel(E, n, m, small, vcopysign(E, n, big, x));
 }
 
-/* erf(x) (after N. Juffa's erff, max error ~1 ulp): for |x| <= 0.9277 an odd polynomial
- * x + x*p(x^2); above, 1 - exp(q(|x|)) with the sign of x. */
-static Val math_erf(Emit *E, uint32_t n, Val x)
+/* A transcendental op on a value of `lanes` lanes (1: through a 1-lane vector). */
+/* The math expansions work on fuse_v<n>: a scalar goes in as a one-lane vector and comes out as
+ * its lane 0. */
+static Val math_operand(Emit *E, uint32_t lanes, Val x)
 {
-    static const char *const psmall[] = {"-5.96761703e-4f", "4.99119423e-3f",  "-2.67681349e-2f",
-                                         "1.12819925e-1f",  "-3.76125336e-1f", "1.28379166e-1f"};
-    line(E, "// erf(%s)", x.s);
-    Val t = vabs(E, n, x);
-    Val s = vdef(E, n, "v", "%s * %s", x.s, x.s);
-    Val small = vfma(E, n, horner(E, n, s, psmall, countof(psmall)), x, x);
-    Val r = vfma(E, n, sconst("-1.72853470e-5f"), t, sconst("3.83197126e-4f"));
-    Val u = vfma(E, n, sconst("-3.88396438e-3f"), t, sconst("2.42546219e-2f"));
-    r = vfma(E, n, r, s, u);
-    r = vfma(E, n, r, t, sconst("-1.06777877e-1f"));
-    r = vfma(E, n, r, t, sconst("-6.34846687e-1f"));
-    r = vfma(E, n, r, t, sconst("-1.28717512e-1f"));
-    r = vfma(E, n, r, t, vdef(E, n, "v", "-%s", t.s));
-    Val big = vdef(E, n, "v", "1.0f - %s", math_exp(E, n, r).s);
-    Val m = vdef(E, n, "vi", "%s > 0.927734375f", t.s);
-    return vsel(E, n, m, vcopysign(E, n, big, x), small);
+    return lanes == 1 ? vdef(E, 1, "v", "{%s}", x.s) : splat(E, lanes, "v", x);
 }
 
-/* A transcendental op on a value of `lanes` lanes (1: through a 1-lane vector). */
+static Val math_result(Emit *E, uint32_t lanes, Val r)
+{
+    if (lanes > 1)
+        return r;
+    Val s = new_temp(E);
+    line(E, "const float %s = %s[0];", s.s, r.s);
+    return s;
+}
+
 static Val emit_math(Emit *E, LoopOp op, Val x, uint32_t lanes)
 {
-    Val v = x;
-    if (lanes == 1)
-        v = vdef(E, 1, "v", "{%s}", x.s);
+    Val v = math_operand(E, lanes, x);
     Val r;
     switch (op) {
     case LOP_EXP:
@@ -366,17 +365,18 @@ static Val emit_math(Emit *E, LoopOp op, Val x, uint32_t lanes)
     case LOP_SIGMOID:
         r = math_sigmoid(E, lanes, v);
         break;
-    case LOP_ERF:
-        r = math_erf(E, lanes, v);
-        break;
     default:
         FUSE_UNREACHABLE();
     }
-    if (lanes > 1)
-        return r;
-    Val s = new_temp(E);
-    line(E, "const float %s = %s[0];", s.s, r.s);
-    return s;
+    return math_result(E, lanes, r);
+}
+
+/* a * 2^b for an integral b: b + 1.5*2^23 holds b in its low bits (scale_by_pow2). */
+static Val emit_ldexp(Emit *E, uint32_t lanes, Val a, Val b)
+{
+    Val va = math_operand(E, lanes, a);
+    Val big = vdef(E, lanes, "v", "%s + 0x1.8p23f", math_operand(E, lanes, b).s);
+    return math_result(E, lanes, scale_by_pow2(E, lanes, va, big));
 }
 
 /* ---- expressions ---- */
@@ -538,6 +538,8 @@ static Val emit_binary(Emit *E, const LoopExpr *e)
     case LOP_MIN:
     case LOP_MAX:
         return emit_minmax(E, e, a, b);
+    case LOP_LDEXP:
+        return emit_ldexp(E, e->type.lanes, a, b);
     case LOP_FLOORDIV:
     case LOP_MOD:
         return emit_floordiv(E, e, a, b);

@@ -179,6 +179,18 @@ static LLVMValueRef horner(Emit *E, uint32_t n, LLVMValueRef x, const float *c, 
     return r;
 }
 
+/* a * 2^k, big = k + 1.5*2^23: see emit_c.c scale_by_pow2. */
+static LLVMValueRef scale_by_pow2(Emit *E, uint32_t n, LLVMValueRef a, LLVMValueRef big)
+{
+    LLVMBuilderRef b = E->b;
+    LLVMValueRef ki = LLVMBuildSub(b, as_int(E, big, n), ci32(E, 0x4b400000, n), "");
+    LLVMValueRef k1 = LLVMBuildAShr(b, ki, ci32(E, 1, n), "");
+    LLVMValueRef e1 = LLVMBuildShl(b, LLVMBuildAdd(b, k1, ci32(E, 127, n), ""), ci32(E, 23, n), "");
+    LLVMValueRef e2 = LLVMBuildShl(
+        b, LLVMBuildAdd(b, LLVMBuildSub(b, ki, k1, ""), ci32(E, 127, n), ""), ci32(E, 23, n), "");
+    return LLVMBuildFMul(b, LLVMBuildFMul(b, a, as_float(E, e1, n), ""), as_float(E, e2, n), "");
+}
+
 /* exp(x) within 1 ulp: see emit_c.c math_exp (same steps, same constants). */
 static LLVMValueRef math_exp(Emit *E, uint32_t n, LLVMValueRef x)
 {
@@ -200,12 +212,7 @@ static LLVMValueRef math_exp(Emit *E, uint32_t n, LLVMValueRef x)
     LLVMValueRef q45 = fma3(E, cf(E, poly[4], n), r, cf(E, poly[5], n));
     LLVMValueRef q = fma3(E, q01, r4, fma3(E, q23, r2, q45));
     LLVMValueRef p = LLVMBuildFAdd(b, fma3(E, q, r2, r), cf(E, 1.0f, n), "");
-    LLVMValueRef ki = LLVMBuildSub(b, as_int(E, big, n), ci32(E, 0x4b400000, n), "");
-    LLVMValueRef k1 = LLVMBuildAShr(b, ki, ci32(E, 1, n), "");
-    LLVMValueRef e1 = LLVMBuildShl(b, LLVMBuildAdd(b, k1, ci32(E, 127, n), ""), ci32(E, 23, n), "");
-    LLVMValueRef e2 = LLVMBuildShl(
-        b, LLVMBuildAdd(b, LLVMBuildSub(b, ki, k1, ""), ci32(E, 127, n), ""), ci32(E, 23, n), "");
-    return LLVMBuildFMul(b, LLVMBuildFMul(b, p, as_float(E, e1, n), ""), as_float(E, e2, n), "");
+    return scale_by_pow2(E, n, p, big);
 }
 
 /* sigmoid: 1/(1+e) for x >= 0, e/(1+e) for x < 0, e = exp(-|x|). */
@@ -235,27 +242,6 @@ static LLVMValueRef math_tanh(Emit *E, uint32_t n, LLVMValueRef x)
     LLVMValueRef small = fma3(E, q, x, x);
     LLVMValueRef m = LLVMBuildFCmp(b, LLVMRealOLT, a, cf(E, 0.625f, n), "");
     return fsel(E, m, small, copysign1(E, n, big, x));
-}
-
-/* erf (after N. Juffa's erff): see emit_c.c math_erf. */
-static LLVMValueRef math_erf(Emit *E, uint32_t n, LLVMValueRef x)
-{
-    static const float psmall[] = {-5.96761703e-4f, 4.99119423e-3f,  -2.67681349e-2f,
-                                   1.12819925e-1f,  -3.76125336e-1f, 1.28379166e-1f};
-    LLVMBuilderRef b = E->b;
-    LLVMValueRef t = fabs1(E, x);
-    LLVMValueRef s = LLVMBuildFMul(b, x, x, "");
-    LLVMValueRef small = fma3(E, horner(E, n, s, psmall, countof(psmall)), x, x);
-    LLVMValueRef r = fma3(E, cf(E, -1.72853470e-5f, n), t, cf(E, 3.83197126e-4f, n));
-    LLVMValueRef u = fma3(E, cf(E, -3.88396438e-3f, n), t, cf(E, 2.42546219e-2f, n));
-    r = fma3(E, r, s, u);
-    r = fma3(E, r, t, cf(E, -1.06777877e-1f, n));
-    r = fma3(E, r, t, cf(E, -6.34846687e-1f, n));
-    r = fma3(E, r, t, cf(E, -1.28717512e-1f, n));
-    r = fma3(E, r, t, LLVMBuildFNeg(b, t, ""));
-    LLVMValueRef big = LLVMBuildFSub(b, cf(E, 1.0f, n), math_exp(E, n, r), "");
-    LLVMValueRef m = LLVMBuildFCmp(b, LLVMRealOGT, t, cf(E, 0.927734375f, n), "");
-    return fsel(E, m, copysign1(E, n, big, x), small);
 }
 
 /* ---- expressions ---- */
@@ -297,8 +283,6 @@ static LLVMValueRef emit_unary(Emit *E, const LoopExpr *e)
         return math_tanh(E, n, a);
     case LOP_SIGMOID:
         return math_sigmoid(E, n, a);
-    case LOP_ERF:
-        return math_erf(E, n, a);
     default:
         FUSE_UNREACHABLE();
     }
@@ -334,6 +318,9 @@ static LLVMValueRef emit_binary(Emit *E, const LoopExpr *e)
     case LOP_MIN:
     case LOP_MAX:
         return minmax(E, e->op.op == LOP_MAX, f32, a, b);
+    case LOP_LDEXP:
+        return scale_by_pow2(E, e->type.lanes, a,
+                             LLVMBuildFAdd(E->b, b, cf(E, 0x1.8p23f, e->type.lanes), ""));
     case LOP_FLOORDIV:
     case LOP_MOD: { /* Python semantics for a divisor > 0 */
         LLVMValueRef r = LLVMBuildSRem(E->b, a, b, "");

@@ -13,15 +13,15 @@
 #include "util.h"
 
 static const char *const op_names[LOP_COUNT] = {
-    [LOP_ADD] = "add",           [LOP_SUB] = "sub",
-    [LOP_MUL] = "mul",           [LOP_MIN] = "min",
-    [LOP_MAX] = "max",           [LOP_DIV] = "div",
-    [LOP_FLOORDIV] = "floordiv", [LOP_MOD] = "mod",
-    [LOP_AND] = "and",           [LOP_OR] = "or",
-    [LOP_NEG] = "neg",           [LOP_ABS] = "abs",
-    [LOP_SQRT] = "sqrt",         [LOP_FLOOR] = "floor",
-    [LOP_EXP] = "exp",           [LOP_TANH] = "tanh",
-    [LOP_SIGMOID] = "sigmoid",   [LOP_ERF] = "erf",
+    [LOP_ADD] = "add",     [LOP_SUB] = "sub",
+    [LOP_MUL] = "mul",     [LOP_MIN] = "min",
+    [LOP_MAX] = "max",     [LOP_DIV] = "div",
+    [LOP_LDEXP] = "ldexp", [LOP_FLOORDIV] = "floordiv",
+    [LOP_MOD] = "mod",     [LOP_AND] = "and",
+    [LOP_OR] = "or",       [LOP_NEG] = "neg",
+    [LOP_ABS] = "abs",     [LOP_SQRT] = "sqrt",
+    [LOP_FLOOR] = "floor", [LOP_EXP] = "exp",
+    [LOP_TANH] = "tanh",   [LOP_SIGMOID] = "sigmoid",
 };
 
 static const char *const cmp_text[] = {"==", "!=", "<", "<=", ">", ">="};
@@ -869,10 +869,10 @@ static bool verify_expr(Verifier *v, const LoopExpr *e)
             !same_type(e->type, e->op.a->type))
             return fail(v, "binary %s with mismatched types", op_names[op]);
         LoopScalar s = e->type.scalar;
-        bool ok = op <= LOP_MAX   ? s != LT_BOOL
-                  : op == LOP_DIV ? s == LT_F32
-                  : op <= LOP_MOD ? s == LT_I64
-                                  : s == LT_BOOL;
+        bool ok = op <= LOP_MAX     ? s != LT_BOOL
+                  : op <= LOP_LDEXP ? s == LT_F32
+                  : op <= LOP_MOD   ? s == LT_I64
+                                    : s == LT_BOOL;
         return ok ? true : fail(v, "binary %s on the wrong scalar type", op_names[op]);
     }
     case LEXPR_FMA:

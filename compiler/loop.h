@@ -22,7 +22,7 @@
  *   and the tests run generated kernels under AddressSanitizer.
  * - Float semantics are IEEE f32 without reassociation: a generator must not reorder arithmetic
  *   (no -ffast-math). FMA is a fused multiply-add (one rounding). MAX/MIN propagate NaN like
- *   torch.maximum/minimum. EXP, TANH, SIGMOID, ERF are within 2 ulp of the correctly rounded
+ *   torch.maximum/minimum. EXP, TANH, SIGMOID are within 2 ulp of the correctly rounded
  *   result (the generators emit polynomial approximations).
  * - A FOR_PARALLEL loop may only appear at the top level of a kernel's body (not nested in
  *   another loop); its iterations are split into static contiguous chunks over the thread pool,
@@ -106,6 +106,8 @@ typedef enum LoopOp {
     LOP_MAX, /* f32: NaN-propagating */
     /* binary: f32 only */
     LOP_DIV,
+    LOP_LDEXP, /* a * 2^b, b integral in [-252, 254] (else some value, never undefined); exact
+                  unless the product is subnormal or overflows, where it rounds once */
     /* binary: i64 only (Python floor semantics, divisor > 0) */
     LOP_FLOORDIV,
     LOP_MOD,
@@ -120,7 +122,6 @@ typedef enum LoopOp {
     LOP_EXP,
     LOP_TANH,
     LOP_SIGMOID,
-    LOP_ERF,
     LOP_COUNT
 } LoopOp;
 

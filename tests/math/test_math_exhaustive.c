@@ -83,7 +83,7 @@ static const MathOp ops[] = {
     {"sigmoid", "sigmoid(x)", ref_sigmoid, 2, 0, 2},
     {"tanh", "tanh(x)", ref_tanh, 2, 0, 2},
     {"silu", "silu(x)", ref_silu, 3, 0x1p-119f, 208},
-    {"gelu", "gelu(x)", ref_gelu, 3, 0, 3},
+    {"gelu", "gelu(x)", ref_gelu, 2, 0, 2},
     {"gelu_tanh", "gelu(x, approximate=tanh)", ref_gelu_tanh, 3, 0x1p-6f, 256},
 };
 

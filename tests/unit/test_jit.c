@@ -342,8 +342,8 @@ static int64_t math_error(LoopOp op, uint32_t lanes, float range, int64_t n)
 static void math_ulp(void **state)
 {
     (void)state;
-    static const LoopOp ops[] = {LOP_EXP, LOP_SIGMOID, LOP_TANH, LOP_ERF};
-    static const float ranges[] = {100.0f, 100.0f, 100.0f, 10.0f};
+    static const LoopOp ops[] = {LOP_EXP, LOP_SIGMOID, LOP_TANH};
+    static const float ranges[] = {100.0f, 100.0f, 100.0f};
     for (size_t o = 0; o < countof(ops); o++) {
         assert_true(math_error(ops[o], 16, ranges[o], (1 << 18) + 7) <= 2);
         assert_true(math_error(ops[o], 8, ranges[o], 100003) <= 2);

@@ -84,8 +84,6 @@ static float unary_f(LoopOp op, float x)
         return tanhf(x);
     case LOP_SIGMOID:
         return (float)(1.0 / (1.0 + exp(-(double)x)));
-    case LOP_ERF:
-        return erff(x);
     default:
         fail_msg("unary op %d", (int)op);
     }
@@ -107,6 +105,8 @@ static float binary_f(LoopOp op, float a, float b)
         return nan_min(a, b);
     case LOP_MAX:
         return nan_max(a, b);
+    case LOP_LDEXP:
+        return isnan(b) ? NAN : ldexpf(a, (int)b); /* NaN only where x is NaN */
     default:
         fail_msg("f32 binary op %d", (int)op);
     }
