@@ -2,23 +2,22 @@
  * schedule_conv: conv2d, but for 1x1 stride 1 without padding (a GEMM: conv_pointwise in
  * schedule_contract.c).
  *
- * Stride 1 along the row (any kernel, padding, dilation, groups, row stride): conv_rows.
- * Parallel over (image, group, output row). Per output row the cg * kh input rows it reads
- * are first copied into per-thread scratch, zero-padded ([cg][kh][wp]: input column i at
- * i + pw, zeros outside the image and up to wp, a multiple of the vector width covering
- * every tap of every output vector), so that every output column is a vector and no tap is
- * checked. Then each block of MR output channels (its weights packed at create time as
- * [o/MR][cg][kh][kw][MR], one contiguous stream of broadcasts) runs register tiles of MR x NV
- * vectors along the row (pick_tile: 4 x 3 with 8 lanes and 16 registers, 8 x 2 with 16
- * lanes): the accumulators are DECLared locals, one loop over the cg * kh padded rows with
- * the kw taps unrolled inside (NV vector loads and MR broadcasts per tap). The columns past
- * the whole tiles run as one or two narrower tiles, and a last partial vector is computed
- * whole and stored lane by lane from a per-thread buffer. Results go through the epilogue
- * (s->epi) at the store, per vector or lane.
- * Other strides: conv_direct, MR output channels per output row, scalar taps with bounds
- * checks (vectors where every tap is inside the row, which a stride > 1 never allows).
+ * Any kernel, stride, padding, dilation, groups: conv_rows. Parallel over (image, group,
+ * output row). Per output row the cg * kh input rows it reads are first copied into per-thread
+ * scratch, zero-padded ([cg][kh][sw][wq]: padded column i = input column i - pw, zeros outside
+ * the image, goes to phase i % sw at i / sw), so that the columns one tap reads for a vector of
+ * consecutive output columns are consecutive in one phase (tap kx: phase kx*dw % sw, from
+ * kx*dw / sw on; stride 1 has one phase, the padded row itself), every output column is a
+ * vector and no tap is checked. Then each block of MR output channels (its weights packed at
+ * create time as [o/MR][cg][kh][kw][MR], one contiguous stream of broadcasts) runs register
+ * tiles of MR x NV vectors along the row (pick_tile: 4 x 3 with 8 lanes and 16 registers, 8 x 2
+ * with 16 lanes): the accumulators are DECLared locals, one loop over the cg * kh padded rows
+ * with the kw taps unrolled inside (NV vector loads and MR broadcasts per tap). The columns past
+ * the whole tiles run as one or two narrower tiles, and a last partial vector is computed whole
+ * and stored lane by lane from a per-thread buffer. Results go through the epilogue (s->epi) at
+ * the store, per vector or lane.
  * Numerics: every output is its bias (or 0) plus the taps in (ci, ky, kx) order by fused
- * multiply-adds in both forms (a padded tap adds w * 0), whatever the thread count.
+ * multiply-adds (a padded tap adds w * 0), whatever the thread count.
  */
 #include <stdio.h>
 #include <string.h>
@@ -60,13 +59,6 @@ static Conv conv_of(Sched *s, const Node *n)
     return c;
 }
 
-typedef struct ConvRow {
-    const Conv *c;
-    uint32_t mr;
-    LoopExpr *xb, *wb, *ob, *oc0, *iy0;
-    FusePoint pt[MAX_MR]; /* the epilogue's point of each channel (x set per store) */
-} ConvRow;
-
 /* 0 <= i < n, as a bool. */
 static LoopExpr *in_range(Sched *s, LoopExpr *i, int64_t n)
 {
@@ -74,113 +66,15 @@ static LoopExpr *in_range(Sched *s, LoopExpr *i, int64_t n)
                lx_cmp(s->p, LCMP_LT, i, ix_c(s, n)));
 }
 
-/* MR output channels at output column x of one row, every tap checked. */
-static void conv_point(Sched *s, LoopStmt *block, LoopExpr *x, const ConvRow *r)
-{
-    const Conv *c = r->c;
-    uint32_t lanes = 1;
-    int64_t taps = c->kh * c->kw;
-    LoopVar *acc[MAX_MR];
-    for (uint32_t m = 0; m < r->mr; m++) {
-        LoopExpr *init = c->bias ? fx_bcast(s, fx_load(s, c->bias, ix_addc(s, r->oc0, m), 1), lanes)
-                                 : fx_c(s, 0.0f, lanes);
-        acc[m] = decl(s, block, sched_fvar(s, "acc", lanes), init);
-    }
-    LoopVar *ix0 = decl(s, block, sched_ivar(s, "ix"), ix_addc(s, ix_mulc(s, x, c->sw), -c->pw));
-    LoopVar *ci = sched_ivar(s, "ci");
-    LoopStmt *cl = sched_for(s, block, ci, ix_c(s, 0), ix_c(s, c->cg), 1);
-    LoopVar *i = sched_ivar(s, "i");
-    LoopStmt *il = sched_for(s, cl, i, ix_c(s, 0), ix_c(s, c->kh), 1);
-    LoopVar *iy =
-        decl(s, il, sched_ivar(s, "iy"), ix_add(s, r->iy0, ix_mulc(s, ix_v(s, i), c->dh)));
-    LoopStmt *yin = ls_block(s->p);
-    ls_append(s->p, il, ls_if(s->p, in_range(s, ix_v(s, iy), c->h), yin, NULL));
-    LoopExpr *row = ix_add(
-        s, r->xb, ix_add(s, ix_mulc(s, ix_v(s, ci), c->h * c->w), ix_mulc(s, ix_v(s, iy), c->w)));
-    LoopVar *rb = decl(s, yin, sched_ivar(s, "row"), row);
-    LoopExpr *wrow =
-        ix_add(s, r->wb, ix_add(s, ix_mulc(s, ix_v(s, ci), taps), ix_mulc(s, ix_v(s, i), c->kw)));
-    LoopVar *wb = decl(s, yin, sched_ivar(s, "w"), wrow);
-    LoopVar *j = sched_ivar(s, "j");
-    LoopStmt *jl = sched_for(s, yin, j, ix_c(s, 0), ix_c(s, c->kw), 1);
-    LoopVar *ix =
-        decl(s, jl, sched_ivar(s, "ix"), ix_add(s, ix_v(s, ix0), ix_mulc(s, ix_v(s, j), c->dw)));
-    LoopStmt *tap = ls_block(s->p);
-    ls_append(s->p, jl, ls_if(s->p, in_range(s, ix_v(s, ix), c->w), tap, NULL));
-    LoopVar *xv = decl(s, tap, sched_fvar(s, "x", lanes),
-                       fx_load(s, c->x, ix_add(s, ix_v(s, rb), ix_v(s, ix)), lanes));
-    for (uint32_t m = 0; m < r->mr; m++) {
-        LoopExpr *wi = ix_add(s, ix_v(s, wb), ix_addc(s, ix_v(s, j), (int64_t)m * c->cg * taps));
-        LoopExpr *wv = fx_bcast(s, fx_load(s, c->wt, wi, 1), lanes);
-        ls_append(
-            s->p, tap,
-            ls_assign(s->p, acc[m], lx_fma(s->p, wv, lx_var(s->p, xv), lx_var(s->p, acc[m]))));
-    }
-    for (uint32_t m = 0; m < r->mr; m++) {
-        LoopExpr *oi = ix_add(s, r->ob, ix_addc(s, x, (int64_t)m * c->oh * c->ow));
-        LoopExpr *v = lx_var(s->p, acc[m]);
-        if (s->epi && !fuse_trivial(s->epi)) {
-            FusePoint pt = r->pt[m];
-            pt.at[3] = x;
-            pt.lanes = lanes;
-            pt.acc = v;
-            v = fuse_value(s, s->epi, &pt, block);
-        }
-        if (c->y)
-            ls_append(s->p, block, ls_store(s->p, c->y, oi, v));
-    }
-}
-
-/* Strided along the row: parallel over (image, group, channel block, output row), scalar. */
-static void conv_direct(Sched *s, const Conv *c)
-{
-    uint32_t mr = pick_mr(c->og, MAX_MR);
-    int64_t nblk = c->og / mr;
-    LoopVar *t = sched_ivar(s, "t");
-    LoopStmt *body = sched_par(s, t, c->nb * c->groups * nblk * c->oh);
-    LoopExpr *tv = ix_v(s, t);
-    LoopExpr *y = ix_mod(s, tv, c->oh);
-    LoopExpr *blk = ix_mod(s, ix_div(s, tv, c->oh), nblk);
-    LoopExpr *gi = ix_mod(s, ix_div(s, tv, c->oh * nblk), c->groups);
-    LoopExpr *img = ix_div(s, tv, c->oh * nblk * c->groups);
-    LoopVar *oc0 =
-        decl(s, body, sched_ivar(s, "oc"), ix_add(s, ix_mulc(s, gi, c->og), ix_mulc(s, blk, mr)));
-    ConvRow r = {.c = c, .mr = mr, .oc0 = ix_v(s, oc0)};
-    if (s->epi && !fuse_trivial(s->epi)) { /* per channel: (image, channel, row); x per store */
-        fuse_deps(s->epi);
-        LoopExpr *im = sched_local(s, body, "img", img), *yy = sched_local(s, body, "y", y);
-        for (uint32_t m = 0; m < mr; m++) {
-            FusePoint *pt = &r.pt[m];
-            pt->slot = m;
-            pt->lane_axis = 3;
-            pt->at[0] = im;
-            pt->at[1] = sched_local(s, body, "e", ix_addc(s, ix_v(s, oc0), m));
-            pt->at[2] = yy;
-            fuse_hoist(s, s->epi, 7, pt, body);
-        }
-    }
-    LoopExpr *xb = ix_mulc(s, ix_add(s, ix_mulc(s, img, c->c), ix_mulc(s, gi, c->cg)), c->h * c->w);
-    r.xb = ix_v(s, decl(s, body, sched_ivar(s, "xb"), xb));
-    r.wb = ix_v(
-        s, decl(s, body, sched_ivar(s, "wb"), ix_mulc(s, ix_v(s, oc0), c->cg * c->kh * c->kw)));
-    LoopExpr *ob =
-        ix_add(s, ix_mulc(s, ix_add(s, ix_mulc(s, img, c->o), ix_v(s, oc0)), c->oh * c->ow),
-               ix_mulc(s, y, c->ow));
-    r.ob = ix_v(s, decl(s, body, sched_ivar(s, "ob"), ob));
-    r.iy0 = ix_v(s, decl(s, body, sched_ivar(s, "iy"), ix_addc(s, ix_mulc(s, y, c->sh), -c->ph)));
-    LoopVar *x = sched_ivar(s, "x");
-    LoopStmt *xl = sched_for(s, body, x, ix_c(s, 0), ix_c(s, c->ow), 1);
-    conv_point(s, xl, ix_v(s, x), &r);
-}
-
-/* ---- stride 1: register tiles over zero-padded rows ---- */
+/* ---- register tiles over zero-padded rows ---- */
 
 /* The state of one conv_rows kernel. */
 typedef struct ConvTile {
     const Conv *c;
     uint32_t mr;
     const LoopBuffer *pad; /* the input rows an output row reads, zero-padded: [cg][kh][wp] */
-    int64_t wp;            /* a padded row's width */
+    int64_t wp;            /* a padded row's width: sw phases of wq */
+    int64_t wq;            /* a phase's width */
     const LoopBuffer *wt;  /* packed [o/MR][cg][kh][kw][MR] (packed) or as given */
     bool packed;
     const LoopBuffer *tmp;   /* [MR][vl]: the last, partial vector of a row, or NULL */
@@ -243,8 +137,15 @@ static void fill(Sched *s, LoopStmt *block, const ConvTile *t, LoopExpr *to, int
     sched_span(s, block, lo, hi, 2, fill_body, &f, "c");
 }
 
+/* ceil(a / b) for b > 0. */
+static int64_t ceil_div(int64_t a, int64_t b)
+{
+    return a >= 0 ? (a + b - 1) / b : -(-a / b);
+}
+
 /* The padded rows of output row y: row (ci, ky) holds input row iy0 + ky * dh of channel ci
- * (zeros outside the image) at columns [pw, pw + w), zeros around it. */
+ * (zeros outside the image), padded column i (input column i - pw, zeros outside the row) in
+ * phase i % sw at i / sw. Columns past the phases' width, which no output reads, are left out. */
 static void build_rows(Sched *s, LoopStmt *block, const ConvTile *t, LoopExpr *xb, LoopExpr *iy0)
 {
     const Conv *c = t->c;
@@ -256,14 +157,41 @@ static void build_rows(Sched *s, LoopStmt *block, const ConvTile *t, LoopExpr *x
     LoopExpr *to = sched_local(
         s, kl, "to", ix_mulc(s, ix_add(s, ix_mulc(s, ix_v(s, ci), c->kh), ix_v(s, ky)), t->wp));
     LoopExpr *iy = sched_local(s, kl, "iy", ix_add(s, iy0, ix_mulc(s, ix_v(s, ky), c->dh)));
-    fill(s, kl, t, to, 0, c->pw, NULL, NULL);
-    fill(s, kl, t, to, c->pw + c->w, t->wp, NULL, NULL);
     LoopStmt *in = ls_block(s->p), *out = ls_block(s->p);
     ls_append(s->p, kl, ls_if(s->p, in_range(s, iy, c->h), in, out));
-    LoopExpr *from =
+    fill(s, out, t, to, 0, t->wp, NULL, NULL);
+    LoopExpr *from = /* padded column i of the row is x[from + i] */
         sched_local(s, in, "from", ix_addc(s, ix_add(s, src, ix_mulc(s, iy, c->w)), -c->pw));
-    fill(s, in, t, to, c->pw, c->pw + c->w, c->x, from);
-    fill(s, out, t, to, c->pw, c->pw + c->w, NULL, NULL);
+    for (int64_t ph = 0; ph < c->sw; ph++) {
+        int64_t lo = ceil_div(c->pw - ph, c->sw), hi = ceil_div(c->pw + c->w - ph, c->sw);
+        lo = lo < 0 ? 0 : lo < t->wq ? lo : t->wq;
+        hi = hi < lo ? lo : hi < t->wq ? hi : t->wq;
+        LoopExpr *at = ph ? ix_addc(s, to, ph * t->wq) : to;
+        fill(s, in, t, at, 0, lo, NULL, NULL);
+        fill(s, in, t, at, hi, t->wq, NULL, NULL);
+        if (c->sw == 1) {
+            fill(s, in, t, at, lo, hi, c->x, from);
+            continue;
+        }
+        LoopVar *j = sched_ivar(s, "j"); /* a strided gather, one column at a time */
+        LoopStmt *jl = sched_for(s, in, j, ix_c(s, lo), ix_c(s, hi), 1);
+        LoopExpr *col = ix_addc(s, ix_add(s, from, ix_mulc(s, ix_v(s, j), c->sw)), ph);
+        ls_append(s->p, jl,
+                  ls_store(s->p, t->pad, ix_add(s, at, ix_v(s, j)), fx_load(s, c->x, col, 1)));
+    }
+}
+
+/* Where tap kx (a constant, or the variable jx) starts in a padded row: its phase, then its
+ * offset in the phase. */
+static LoopExpr *tap_offset(Sched *s, const ConvTile *t, LoopExpr *jx, int64_t kx)
+{
+    const Conv *c = t->c;
+    if (!jx)
+        return ix_c(s, kx * c->dw % c->sw * t->wq + kx * c->dw / c->sw);
+    LoopExpr *d = ix_mulc(s, jx, c->dw);
+    if (c->sw == 1)
+        return d;
+    return ix_add(s, ix_mulc(s, ix_mod(s, d, c->sw), t->wq), ix_div(s, d, c->sw));
 }
 
 /* The value at channel m of the block, output columns [x, x + lanes), through the epilogue,
@@ -317,9 +245,10 @@ static void conv_tile(Sched *s, LoopStmt *block, const ConvTile *t, LoopExpr *x,
     }
     for (int64_t j = 0; j < (kx ? 1 : c->kw); j++) {
         LoopExpr *jx = kx ? kx : ix_c(s, j);
+        LoopExpr *off = tap_offset(s, t, kx, j);
         LoopVar *xv[MAX_NV];
         for (uint32_t v = 0; v < nv; v++) {
-            LoopExpr *i = ix_add(s, xr, ix_addc(s, ix_mulc(s, jx, c->dw), (int64_t)v * vl));
+            LoopExpr *i = ix_add(s, xr, ix_addc(s, off, (int64_t)v * vl));
             xv[v] = decl(s, tap, sched_fvar(s, "x", vl), fx_load(s, t->pad, i, vl));
         }
         for (uint32_t m = 0; m < mr; m++) {
@@ -352,23 +281,22 @@ static void conv_tile(Sched *s, LoopStmt *block, const ConvTile *t, LoopExpr *x,
                    fx_load(s, t->tmp, ix_addc(s, ix_v(s, l), (int64_t)m * vl), 1));
 }
 
-/* Stride 1 along the row: parallel over (image, group, output row); per output row the input
- * rows it reads are first copied, zero-padded, into thread scratch (every output column a
- * vector, no bounds checks), then every channel block of MR runs its tiles over them. */
+/* Parallel over (image, group, output row); per output row the input rows it reads are first
+ * copied, zero-padded and split in phases, into thread scratch (every output column a vector,
+ * no bounds checks), then every channel block of MR runs its tiles over them. */
 static void conv_rows(Sched *s, const Conv *c)
 {
     uint32_t mr, nv, vl = s->vl;
     pick_tile(s, c->og, &mr, &nv);
     int64_t nfull = c->ow / vl, part = c->ow % vl, nvt = nfull + (part > 0);
-    int64_t wp = nvt * vl + (c->kw - 1) * c->dw;
-    wp = (wp + vl - 1) / vl * vl;
-    FUSE_ASSERT(wp >= c->pw + c->w);
-    ConvTile t = {.c = c, .mr = mr, .wp = wp};
+    int64_t wq = nvt * vl + (c->kw - 1) * c->dw / c->sw; /* every tap of every vector */
+    wq = (wq + vl - 1) / vl * vl;
+    ConvTile t = {.c = c, .mr = mr, .wp = c->sw * wq, .wq = wq};
     const LoopBuffer *pk = pack_weights(s, c, mr);
     t.wt = pk ? pk : c->wt;
     t.packed = pk != NULL;
     uint32_t id = s->k->nvars;
-    int64_t pad_elems = c->cg * c->kh * wp;
+    int64_t pad_elems = c->cg * c->kh * t.wp;
     t.pad = s->prepare ? sched_scratch(s, "rows", id, pad_elems)
                        : sched_thread(s, "rows", id, pad_elems);
     if (part)
@@ -439,8 +367,6 @@ void sched_conv2d(Sched *s, const Node *n)
     bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.ph == 0 && c.pw == 0;
     if (pointwise)
         conv_pointwise(s, &c);
-    else if (c.sw == 1)
-        conv_rows(s, &c);
     else
-        conv_direct(s, &c);
+        conv_rows(s, &c);
 }
