@@ -1,7 +1,7 @@
 #!/bin/sh
 # fusec bench (LANGUAGE.md section 5): with --json, stdout is exactly one line holding one JSON
 # object with the documented fields, consistent with each other and with `fusec check`; with
-# several graphs, one table or one JSON line per graph.
+# several graphs, one table or one JSON line per graph; every graph of bench/*.fuse runs.
 # Usage: test_bench.sh FUSEC   (run from the repository root)
 set -u
 fusec=$1
@@ -80,5 +80,18 @@ else
 fi
 "$fusec" bench "$tmp/g.fuse" --entry g,,h >/dev/null 2>&1
 [ $? = 2 ] || { echo "FAIL: bench --entry g,,h should be a usage error"; failures=$((failures + 1)); }
-echo "$((8 - failures)) passed, $failures failed"
+# The benchmark specs (bench/*.fuse: the workloads of bench/run.py and the stages that
+# docs/performance.md times) stay valid: every graph of each compiles and runs, at small sizes.
+for spec in bench/*.fuse; do
+    n=$(grep -c '^graph ' "$spec")
+    if "$fusec" bench "$spec" --dim C=16,H=12,W=12 --runs 1 --threads 2 >"$tmp/spec" 2>"$tmp/err"; then
+        [ "$(grep -c -E '^[a-z0-9_]+ +[0-9]+ ' "$tmp/spec")" = "$n" ] || [ "$n" = 1 ] ||
+            { echo "FAIL: $spec: not one row per graph"; cat "$tmp/spec"; failures=$((failures + 1)); }
+    else
+        echo "FAIL: bench $spec at small sizes exited with an error"
+        cat "$tmp/err"
+        failures=$((failures + 1))
+    fi
+done
+echo "$((9 - failures)) passed, $failures failed"
 [ "$failures" = 0 ]
