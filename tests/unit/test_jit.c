@@ -200,6 +200,16 @@ static void conv_ops(void **state)
         {"conv1x1_stride2",
          G("x: f32[1,3,9,9]) -> f32[1,2,5,5]", "return conv2d(x, out=2, kernel=1, stride=2) @c"),
          NULL, NULL},
+        /* strides past the kernel, a kernel too wide to unroll: each tap's phase and offset
+         * computed in the loop */
+        {"conv_patchify",
+         G("x: f32[2,3,45,50]) -> f32[2,12,3,4]",
+           "return conv2d(x, out=12, kernel=[11,13], stride=[14,12], padding=[1,2], groups=3) @c"),
+         NULL, NULL},
+        {"conv_stride3_dilated",
+         G("x: f32[1,4,17,23]) -> f32[1,8,5,7]",
+           "return conv2d(x, out=8, kernel=3, stride=3, padding=1, dilation=2) @c"),
+         NULL, NULL},
     };
     run_cases(cases, countof(cases));
 }
