@@ -230,7 +230,12 @@ static Val lanewise(Emit *E, uint32_t n, const char *fn, Val a, Val b, Val c, in
 
 static Val vfma(Emit *E, uint32_t n, Val a, Val b, Val c)
 {
-    return lanewise(E, n, "__builtin_fmaf", a, b, c, 3);
+    if (n == 1)
+        return lanewise(E, n, "__builtin_fmaf", a, b, c, 3);
+    a = splat(E, n, "v", a);
+    b = splat(E, n, "v", b);
+    c = splat(E, n, "v", c);
+    return vdef(E, n, "v", "FUSE_FMA%u(%s, %s, %s)", n, a.s, b.s, c.s);
 }
 
 /* m ? a : b on f32 vectors, with an int32 mask m. */
@@ -1156,6 +1161,36 @@ static const char *const prelude =
     "#define FUSE_STREAM16(p, v) FUSE_STREAM_IF_ALIGNED(16, p, v, _mm512_stream_ps, __m512)\n"
     "#else\n"
     "#define FUSE_STREAM16(p, v) FUSE_PLAIN_STORE(16, p, v)\n"
+    "#endif\n"
+    "/* FUSE_FMA<N>(a, b, c): a * b + c lane by lane with one rounding: the target's instruction\n"
+    " * where it has one (gcc keeps the register tiles in registers far better around it than\n"
+    " * around the lane loop of fmaf it vectorizes itself), else that loop. */\n"
+    "#define FUSE_FMA_LANES(n, a, b, c) \\\n"
+    "    __extension__({ \\\n"
+    "        fuse_v##n fuse_a_ = (a), fuse_b_ = (b), fuse_c_ = (c), fuse_r_; \\\n"
+    "        for (int fuse_l = 0; fuse_l < n; fuse_l++) \\\n"
+    "            fuse_r_[fuse_l] = __builtin_fmaf(fuse_a_[fuse_l], fuse_b_[fuse_l], "
+    "fuse_c_[fuse_l]); \\\n"
+    "        fuse_r_; \\\n"
+    "    })\n"
+    "#if defined(__x86_64__) && defined(__FMA__)\n"
+    "#include <immintrin.h>\n"
+    "#define FUSE_FMA4(a, b, c) ((fuse_v4)_mm_fmadd_ps((__m128)(a), (__m128)(b), (__m128)(c)))\n"
+    "#define FUSE_FMA8(a, b, c) ((fuse_v8)_mm256_fmadd_ps((__m256)(a), (__m256)(b), (__m256)(c)))\n"
+    "#else\n"
+    "#define FUSE_FMA4(a, b, c) FUSE_FMA_LANES(4, a, b, c)\n"
+    "#define FUSE_FMA8(a, b, c) FUSE_FMA_LANES(8, a, b, c)\n"
+    "#endif\n"
+    "#if defined(__x86_64__) && defined(__AVX512F__)\n"
+    "#define FUSE_FMA16(a, b, c) ((fuse_v16)_mm512_fmadd_ps((__m512)(a), (__m512)(b), "
+    "(__m512)(c)))\n"
+    "#else\n"
+    "#define FUSE_FMA16(a, b, c) FUSE_FMA_LANES(16, a, b, c)\n"
+    "#endif\n"
+    "/* gcc: schedule instructions before register allocation, minding register pressure (off by\n"
+    " * default on x86): the contraction and attention tiles spill less. */\n"
+    "#if defined(__GNUC__) && !defined(__clang__)\n"
+    "#pragma GCC optimize(\"schedule-insns\", \"sched-pressure\")\n"
     "#endif\n"
     "\n";
 
