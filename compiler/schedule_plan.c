@@ -157,6 +157,19 @@ static uint32_t uses(const Planner *pl, const Node *n)
     return u;
 }
 
+/* n is returned by the graph, itself or as a view of it. */
+static bool output_via_views(const Planner *pl, const Node *n)
+{
+    if (pl->output[n->id])
+        return true;
+    for (uint32_t i = 0; i < pl->nusers[n->id]; i++) {
+        const Node *u = pl->users[n->id][i];
+        if (u->kind == OP_VIEW && output_via_views(pl, u))
+            return true;
+    }
+    return false;
+}
+
 static bool is_member(const Planner *pl, const Node *n, int32_t grp)
 {
     PlanRole r = pl->p->role[n->id];
@@ -767,7 +780,7 @@ Plan *sched_plan(Ctx *cx, const Graph *g)
         PlanGroup *grp = &pl.groups[gi];
         const Node *root = g->nodes[grp->root];
         int32_t id = (int32_t)gi;
-        if (grp->nside && !pl.output[root->id] && each_user(&pl, root, is_side_of, &id))
+        if (grp->nside && !output_via_views(&pl, root) && each_user(&pl, root, is_side_of, &id))
             grp->store_root = false;
     }
     p->into = ARENA_ARRAY(a, const Node *, n + 1);
