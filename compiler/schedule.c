@@ -632,6 +632,11 @@ LoopProgram *schedule_graph(Ctx *cx, const Graph *g, uint32_t vector_lanes)
     for (uint32_t gi = 0; gi < s.plan->pub.ngroups; gi++) {
         const PlanGroup *grp = &s.plan->groups[gi];
         s.prepare = false;
+        uint32_t banded = sched_band(&s, gi);
+        if (banded) {
+            gi += banded - 1;
+            continue;
+        }
         if (grp->kind == GROUP_SINGLE && grp->nextra)
             sched_reduce_siblings(&s, grp);
         else if (grp->kind == GROUP_SINGLE)

@@ -22,14 +22,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "arena.h"
 #include "schedule_internal.h"
 #include "util.h"
 
 /* MAX_UNROLL_KW: kernels up to this wide have their taps unrolled in a padded row. */
 enum { MAX_UNROLL_KW = 8 };
 
-/* The conv's sizes and buffers (weights as their prepared copies). */
-static Conv conv_of(Sched *s, const Node *n)
+/* The conv's sizes and buffers (weights as their prepared copies; the input x, or its value when
+ * x is NULL). */
+static Conv conv_of(Sched *s, const Node *n, const LoopBuffer *x)
 {
     const Shape *xs = &n->inputs[0]->shape, *ws = &n->inputs[1]->shape;
     Conv c = {
@@ -52,7 +54,7 @@ static Conv conv_of(Sched *s, const Node *n)
         .dw = n->attr.conv.dil_w,
     };
     c.og = c.o / c.groups;
-    c.x = sched_value(s, n->inputs[0]);
+    c.x = x ? x : sched_value(s, n->inputs[0]);
     c.wt = sched_value(s, n->inputs[1]);
     c.bias = n->ninputs > 2 ? sched_value(s, n->inputs[2]) : NULL;
     c.y = s->epi ? s->epi->dst : sched_dest(s, n); /* the epilogue's buffer, maybe none */
@@ -71,7 +73,10 @@ static LoopExpr *in_range(Sched *s, LoopExpr *i, int64_t n)
 /* The state of one conv_rows kernel. */
 typedef struct ConvTile {
     const Conv *c;
-    uint32_t mr;
+    uint32_t mr, nv;
+    /* > 0: the input (one channel) is a ring of this many rows in c->x, row iy at
+     * (iy % ring) * w, rows outside the image never read from it */
+    int64_t ring;
     const LoopBuffer *pad; /* the input rows an output row reads, zero-padded: [cg][kh][wp] */
     int64_t wp;            /* a padded row's width: sw phases of wq */
     int64_t wq;            /* a phase's width */
@@ -160,8 +165,9 @@ static void build_rows(Sched *s, LoopStmt *block, const ConvTile *t, LoopExpr *x
     LoopStmt *in = ls_block(s->p), *out = ls_block(s->p);
     ls_append(s->p, kl, ls_if(s->p, in_range(s, iy, c->h), in, out));
     fill(s, out, t, to, 0, t->wp, NULL, NULL);
+    LoopExpr *row = t->ring ? ix_mod(s, iy, t->ring) : iy; /* iy >= 0 here */
     LoopExpr *from = /* padded column i of the row is x[from + i] */
-        sched_local(s, in, "from", ix_addc(s, ix_add(s, src, ix_mulc(s, iy, c->w)), -c->pw));
+        sched_local(s, in, "from", ix_addc(s, ix_add(s, src, ix_mulc(s, row, c->w)), -c->pw));
     for (int64_t ph = 0; ph < c->sw; ph++) {
         int64_t lo = ceil_div(c->pw - ph, c->sw), hi = ceil_div(c->pw + c->w - ph, c->sw);
         lo = lo < 0 ? 0 : lo < t->wq ? lo : t->wq;
@@ -281,52 +287,63 @@ static void conv_tile(Sched *s, LoopStmt *block, const ConvTile *t, LoopExpr *x,
                    fx_load(s, t->tmp, ix_addc(s, ix_v(s, l), (int64_t)m * vl), 1));
 }
 
-/* Parallel over (image, group, output row); per output row the input rows it reads are first
- * copied, zero-padded and split in phases, into thread scratch (every output column a vector,
- * no bounds checks), then every channel block of MR runs its tiles over them. */
-static void conv_rows(Sched *s, const Conv *c)
+/* The tile, the packed weights and the thread scratch of a conv computed one output row at a
+ * time (conv_row). */
+static ConvTile *conv_tile_new(Sched *s, const Conv *c)
 {
-    uint32_t mr, nv, vl = s->vl;
-    pick_tile(s, c->og, &mr, &nv);
+    ConvTile *t = ARENA_NEW(s->p->arena, ConvTile);
+    uint32_t nv, vl = s->vl;
+    pick_tile(s, c->og, &t->mr, &nv);
+    t->nv = nv;
+    t->c = c;
     int64_t nfull = c->ow / vl, part = c->ow % vl, nvt = nfull + (part > 0);
     int64_t wq = nvt * vl + (c->kw - 1) * c->dw / c->sw; /* every tap of every vector */
-    wq = (wq + vl - 1) / vl * vl;
-    ConvTile t = {.c = c, .mr = mr, .wp = c->sw * wq, .wq = wq};
-    const LoopBuffer *pk = pack_weights(s, c, mr);
-    t.wt = pk ? pk : c->wt;
-    t.packed = pk != NULL;
+    t->wq = (wq + vl - 1) / vl * vl;
+    t->wp = c->sw * t->wq;
+    const LoopBuffer *pk = pack_weights(s, c, t->mr);
+    t->wt = pk ? pk : c->wt;
+    t->packed = pk != NULL;
     uint32_t id = s->k->nvars;
-    int64_t pad_elems = c->cg * c->kh * t.wp;
-    t.pad = s->prepare ? sched_scratch(s, "rows", id, pad_elems)
-                       : sched_thread(s, "rows", id, pad_elems);
+    int64_t pad_elems = c->cg * c->kh * t->wp;
+    t->pad = s->prepare ? sched_scratch(s, "rows", id, pad_elems)
+                        : sched_thread(s, "rows", id, pad_elems);
     if (part)
-        t.tmp = s->prepare ? sched_scratch(s, "part", id, (int64_t)mr * vl)
-                           : sched_thread(s, "part", id, (int64_t)mr * vl);
-    LoopVar *tv = sched_ivar(s, "t");
-    LoopStmt *body = sched_par(s, tv, c->nb * c->groups * c->oh);
-    LoopExpr *y = sched_local(s, body, "y", ix_mod(s, ix_v(s, tv), c->oh));
-    LoopExpr *gi = sched_local(s, body, "g", ix_mod(s, ix_div(s, ix_v(s, tv), c->oh), c->groups));
-    LoopExpr *img = sched_local(s, body, "img", ix_div(s, ix_v(s, tv), c->oh * c->groups));
-    LoopExpr *xb = sched_local(
-        s, body, "xb",
-        ix_mulc(s, ix_add(s, ix_mulc(s, img, c->c), ix_mulc(s, gi, c->cg)), c->h * c->w));
+        t->tmp = s->prepare ? sched_scratch(s, "part", id, (int64_t)t->mr * vl)
+                            : sched_thread(s, "part", id, (int64_t)t->mr * vl);
+    return t;
+}
+
+/* Output row y of image img and group gi into block: the input rows it reads copied, zero-padded
+ * and split in phases, into thread scratch (every output column a vector, no bounds checks),
+ * then every channel block of MR runs its tiles over them. */
+static void conv_row(Sched *s, ConvTile *t, LoopStmt *body, LoopExpr *img, LoopExpr *gi,
+                     LoopExpr *y)
+{
+    const Conv *c = t->c;
+    uint32_t mr = t->mr, nv = t->nv, vl = s->vl;
+    int64_t nfull = c->ow / vl, part = c->ow % vl;
+    LoopExpr *xb =
+        t->ring ? ix_c(s, 0)
+                : sched_local(s, body, "xb",
+                              ix_mulc(s, ix_add(s, ix_mulc(s, img, c->c), ix_mulc(s, gi, c->cg)),
+                                      c->h * c->w));
     LoopExpr *iy0 = sched_local(s, body, "iy", ix_addc(s, ix_mulc(s, y, c->sh), -c->ph));
-    build_rows(s, body, &t, xb, iy0);
+    build_rows(s, body, t, xb, iy0);
 
     LoopVar *bv = sched_ivar(s, "cb");
     LoopStmt *cb = sched_for(s, body, bv, ix_c(s, 0), ix_c(s, c->og / mr), 1);
     LoopExpr *oc0 =
         sched_local(s, cb, "oc", ix_add(s, ix_mulc(s, gi, c->og), ix_mulc(s, ix_v(s, bv), mr)));
-    t.oc0 = oc0;
-    t.wb = sched_local(s, cb, "wb", ix_mulc(s, oc0, c->cg * c->kh * c->kw));
-    t.ob = sched_local(s, cb, "ob",
-                       ix_add(s, ix_mulc(s, ix_add(s, ix_mulc(s, img, c->o), oc0), c->oh * c->ow),
-                              ix_mulc(s, y, c->ow)));
-    t.epi = s->epi && !fuse_trivial(s->epi);
-    if (t.epi) { /* per channel: (image, channel, row); x per store */
+    t->oc0 = oc0;
+    t->wb = sched_local(s, cb, "wb", ix_mulc(s, oc0, c->cg * c->kh * c->kw));
+    t->ob = sched_local(s, cb, "ob",
+                        ix_add(s, ix_mulc(s, ix_add(s, ix_mulc(s, img, c->o), oc0), c->oh * c->ow),
+                               ix_mulc(s, y, c->ow)));
+    t->epi = s->epi && !fuse_trivial(s->epi);
+    if (t->epi) { /* per channel: (image, channel, row); x per store */
         fuse_deps(s->epi);
         for (uint32_t m = 0; m < mr; m++) {
-            FusePoint *pt = &t.pt[m];
+            FusePoint *pt = &t->pt[m];
             pt->slot = m;
             pt->lane_axis = 3;
             pt->at[0] = img;
@@ -344,25 +361,52 @@ static void conv_rows(Sched *s, const Conv *c)
         rest = nv + rest - last;
     }
     if (ntile == 1) {
-        conv_tile(s, cb, &t, ix_c(s, 0), nv, 0);
+        conv_tile(s, cb, t, ix_c(s, 0), nv, 0);
     } else if (ntile > 1) {
         LoopVar *xv = sched_ivar(s, "x");
         LoopStmt *xl = sched_for(s, cb, xv, ix_c(s, 0), ix_c(s, ntile * nr), nr);
-        conv_tile(s, xl, &t, ix_v(s, xv), nv, 0);
+        conv_tile(s, xl, t, ix_v(s, xv), nv, 0);
     }
     if (rest)
-        conv_tile(s, cb, &t, ix_c(s, ntile * nr), (uint32_t)rest, 0);
+        conv_tile(s, cb, t, ix_c(s, ntile * nr), (uint32_t)rest, 0);
     if (last)
-        conv_tile(s, cb, &t, ix_c(s, (ntile * nv + rest) * vl), (uint32_t)last, 0);
+        conv_tile(s, cb, t, ix_c(s, (ntile * nv + rest) * vl), (uint32_t)last, 0);
     if (part)
-        conv_tile(s, cb, &t, ix_c(s, nfull * vl), 1, part);
-    if (t.epi)
+        conv_tile(s, cb, t, ix_c(s, nfull * vl), 1, part);
+    if (t->epi)
         fuse_unhoist(s->epi);
+}
+
+/* Parallel over (image, group, output row), a row at a time. */
+static void conv_rows(Sched *s, const Conv *c)
+{
+    ConvTile *t = conv_tile_new(s, c);
+    LoopVar *tv = sched_ivar(s, "t");
+    LoopStmt *body = sched_par(s, tv, c->nb * c->groups * c->oh);
+    LoopExpr *y = sched_local(s, body, "y", ix_mod(s, ix_v(s, tv), c->oh));
+    LoopExpr *gi = sched_local(s, body, "g", ix_mod(s, ix_div(s, ix_v(s, tv), c->oh), c->groups));
+    LoopExpr *img = sched_local(s, body, "img", ix_div(s, ix_v(s, tv), c->oh * c->groups));
+    conv_row(s, t, body, img, gi, y);
+}
+
+ConvTile *conv_band_new(Sched *s, const Node *n, const LoopBuffer *ring, int64_t rows)
+{
+    Conv *c = ARENA_NEW(s->p->arena, Conv);
+    *c = conv_of(s, n, ring);
+    FUSE_ASSERT(c->cg == 1 && c->groups == 1 && c->sh == 1 && rows > 0);
+    ConvTile *t = conv_tile_new(s, c);
+    t->ring = rows;
+    return t;
+}
+
+void conv_band_row(Sched *s, ConvTile *t, LoopStmt *block, LoopExpr *img, LoopExpr *y)
+{
+    conv_row(s, t, block, img, ix_c(s, 0), y);
 }
 
 void sched_conv2d(Sched *s, const Node *n)
 {
-    Conv c = conv_of(s, n);
+    Conv c = conv_of(s, n, NULL);
     sched_kernel(s, n, NULL);
     bool pointwise = c.kh == 1 && c.kw == 1 && c.sh == 1 && c.sw == 1 && c.ph == 0 && c.pw == 0;
     if (pointwise)

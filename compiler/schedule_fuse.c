@@ -195,9 +195,11 @@ static TNode *resample(Sched *s, Fuse *f, const Node *n, const AxMap *m)
 
 static bool is_member(const Sched *s, const Fuse *f, const Node *n)
 {
-    int32_t gi = (int32_t)(f->grp - s->plan->groups);
+    int32_t gi = (int32_t)(f->grp - s->plan->groups), at = group_of(s, n);
     PlanRole r = role_of(s, n);
-    return group_of(s, n) == gi && (r == ROLE_INLINE || r == ROLE_ROOT || r == ROLE_ANCHOR);
+    if (at >= 0 && at == f->inline_group) /* the root and the inline members of that group */
+        return r == ROLE_INLINE || r == ROLE_ROOT;
+    return at == gi && (r == ROLE_INLINE || r == ROLE_ROOT || r == ROLE_ANCHOR);
 }
 
 static TNode *tree(Sched *s, Fuse *f, const Node *n, const AxMap *m)
@@ -296,18 +298,20 @@ const LoopBuffer *sched_slice_of(Sched *s, const Node *n, int64_t *st, int64_t *
     return b;
 }
 
-static void side_of(Sched *s, Fuse *f, const Node *r)
+/* buffers false: the side's reduction alone (no buffer, no strides). */
+static void side_of(Sched *s, Fuse *f, const Node *r, bool buffers)
 {
     FuseSide *sd = &f->side[f->nside++];
     sd->n = r;
     sd->op = r->kind == OP_AMAX ? LOP_MAX : r->kind == OP_AMIN ? LOP_MIN : LOP_ADD;
     const Shape *xs = &r->inputs[0]->shape;
     int64_t own[FUSE_MAX_RANK];
-    if (s->plan->into[r->id]) /* a slice of a concat (same rank as the reduced value) */
+    memset(own, 0, sizeof own);
+    if (buffers && s->plan->into[r->id]) /* a slice of a concat (same rank as the reduced value) */
         sd->buf = sched_slice_of(s, r, own, &sd->off);
-    else
+    else if (buffers)
         sd->buf = sched_dest(s, r);
-    if (!s->plan->into[r->id])
+    if (buffers && !s->plan->into[r->id])
         sched_strides(&r->shape, own);
     uint32_t o = 0;
     int64_t count = 1;
@@ -339,10 +343,16 @@ static const LoopBuffer *root_dst(Sched *s, const Node *n, int64_t *st, int64_t 
 
 Fuse *fuse_new(Sched *s, uint32_t gi)
 {
+    return fuse_new_with(s, gi, -1, true);
+}
+
+Fuse *fuse_new_with(Sched *s, uint32_t gi, int32_t inline_group, bool buffers)
+{
     const PlanGroup *grp = &s->plan->groups[gi];
     const Node *root = s->g->nodes[grp->root];
     Fuse *f = ARENA_NEW(s->p->arena, Fuse);
     f->grp = grp;
+    f->inline_group = inline_group;
     f->name = s->plan->pub.group_name[gi];
     f->comment = describe_group(s, grp);
     f->rank = root->shape.rank;
@@ -352,8 +362,8 @@ Fuse *fuse_new(Sched *s, uint32_t gi)
         f->dim[0] = 1;
     }
     for (uint32_t k = 0; k < grp->nside; k++)
-        side_of(s, f, s->g->nodes[grp->side[k]]);
-    if (grp->store_root)
+        side_of(s, f, s->g->nodes[grp->side[k]], buffers);
+    if (grp->store_root && buffers)
         f->dst = root_dst(s, root, f->dst_st, &f->dst_off);
     AxMap id;
     memset(&id, 0, sizeof id);
@@ -366,6 +376,29 @@ Fuse *fuse_new(Sched *s, uint32_t gi)
         f->xroot[k] = tree(s, f, x, &id);
         f->nextra++;
     }
+    return f;
+}
+
+Fuse *fuse_new_reductions(Sched *s, uint32_t gi)
+{
+    const PlanGroup *grp = &s->plan->groups[gi];
+    const Node *r = s->g->nodes[grp->root], *x = r->inputs[0];
+    FUSE_ASSERT(grp->kind == GROUP_SINGLE && op_info[r->kind].cls == OPC_REDUCE);
+    Fuse *f = ARENA_NEW(s->p->arena, Fuse);
+    f->grp = grp;
+    f->inline_group = -1;
+    f->name = s->plan->pub.group_name[gi];
+    f->comment = describe_group(s, grp);
+    f->rank = x->shape.rank;
+    memcpy(f->dim, x->shape.dim, sizeof f->dim);
+    side_of(s, f, r, false);
+    for (uint32_t k = 0; k < grp->nextra; k++)
+        side_of(s, f, s->g->nodes[grp->extra[k]], false);
+    AxMap id;
+    memset(&id, 0, sizeof id);
+    for (uint32_t d = 0; d < FUSE_MAX_RANK; d++)
+        id.ax[d] = (int32_t)d;
+    f->root = tree(s, f, x, &id);
     return f;
 }
 

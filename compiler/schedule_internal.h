@@ -18,6 +18,8 @@
  *   schedule_conv.c      conv2d (k x k): register tiles over zero-padded input rows
  *   schedule_attention.c softmax(scale * q k^T) v as one streaming kernel (mha's core, and the
  *                        attention pass's op)
+ *   schedule_band.c      a channel reduction, small convs over its maps and the pass reading
+ *                        them as one kernel over row bands (CBAM's spatial attention)
  * Invariants: every access is in bounds for every shape (ranges are split into vector bodies
  * and scalar tails, never padded); the outermost loop of a run kernel is FOR_PARALLEL over
  * independent iterations (never splitting a reduction: each reduced value is accumulated in
@@ -279,8 +281,9 @@ typedef struct FuseSide {
 
 struct Fuse {
     const PlanGroup *grp;
-    const char *name;    /* the group's kernel name */
-    const char *comment; /* its ops and spec line */
+    int32_t inline_group; /* a group whose root and inline members are members too, or -1 */
+    const char *name;     /* the group's kernel name */
+    const char *comment;  /* its ops and spec line */
     uint32_t rank;
     int64_t dim[FUSE_MAX_RANK];
     bool red[FUSE_MAX_RANK]; /* reduced by the side reductions */
@@ -314,11 +317,22 @@ typedef struct FusePoint {
 /* The buffer of the concat that node n is written into (made on first use), with the
  * concat's strides in st (n has its rank) and the offset of n's slice. */
 const LoopBuffer *sched_slice_of(Sched *s, const Node *n, int64_t *st, int64_t *off);
+/* When group gi starts a band (a per-pixel channel reduction, convs over its maps and the
+ * full-size pass reading them: schedule_band.c), lowers its groups as one kernel and returns
+ * how many; else 0. */
+uint32_t sched_band(Sched *s, uint32_t gi);
 /* Lowers group gi of the plan (any kind) into run kernels. */
 void sched_group(Sched *s, uint32_t gi);
 /* The fused expression of group gi over its root's shape (buffers of its root and side
  * reductions made). */
 Fuse *fuse_new(Sched *s, uint32_t gi);
+/* fuse_new, the root and inline members of group inline_group (>= 0) evaluated in the tree
+ * instead of read from their buffers; buffers false: no buffer for the root or the side
+ * reductions (the caller stores them). */
+Fuse *fuse_new_with(Sched *s, uint32_t gi, int32_t inline_group, bool buffers);
+/* A GROUP_SINGLE reduction gi and its siblings as the side reductions of their input (the
+ * tree: that input read), without buffers. */
+Fuse *fuse_new_reductions(Sched *s, uint32_t gi);
 /* Whether f only stores the anchor's result as it is (no epilogue, no side reduction). */
 bool fuse_trivial(const Fuse *f);
 /* Merges axis d into axis d-1 when every operand allows it; returns whether it did. */
@@ -389,6 +403,13 @@ uint32_t pick_mr(int64_t m, uint32_t max);
 void pick_tile(const Sched *s, int64_t m, uint32_t *mr, uint32_t *nv);
 enum { MAX_MR = 8, MAX_NV = 4 }; /* the largest register tile pick_tile returns */
 void sched_mha(Sched *s, const Node *n);
+/* Conv n (one input channel, stride 1 along the rows) one output row at a time, for kernels
+ * built elsewhere (schedule_band.c): its tile, packed weights and thread scratch, its input
+ * read from `ring`, the last `rows` input rows of the image (row iy at (iy % rows) * width);
+ * conv_band_row emits output row y of image img into block, through the epilogue s->epi. */
+typedef struct ConvTile ConvTile;
+ConvTile *conv_band_new(Sched *s, const Node *n, const LoopBuffer *ring, int64_t rows);
+void conv_band_row(Sched *s, ConvTile *t, LoopStmt *block, LoopExpr *img, LoopExpr *y);
 
 /* ---- attention (schedule_attention.c) ---- */
 

@@ -1581,6 +1581,34 @@ static int64_t kernel_root(const char *name, const char *spec)
     return id;
 }
 
+/* A kernel running several groups in row bands ("k<root>_<op>_bands", its comment "row bands
+ * of NAME, NAME, ...; ...") runs each group it names. */
+static void credit_band(const LoopKernel *k, const FusionPlan *fp, uint32_t *kernels,
+                        const char *spec)
+{
+    static const char lead[] = "row bands of ";
+    size_t len = strlen(k->name);
+    if (len < 6 || strcmp(k->name + len - 6, "_bands") != 0)
+        return;
+    if (!k->comment || strncmp(k->comment, lead, sizeof lead - 1) != 0)
+        bug(spec, "run kernel %s names no groups", k->name);
+    const char *at = k->comment + sizeof lead - 1;
+    for (;;) {
+        size_t n = strcspn(at, ",;");
+        bool found = false;
+        for (uint32_t gi = 0; gi < fp->ngroups && !found; gi++)
+            if (strlen(fp->group_name[gi]) == n && strncmp(fp->group_name[gi], at, n) == 0) {
+                kernels[gi]++;
+                found = true;
+            }
+        if (!found)
+            bug(spec, "run kernel %s names a group that does not exist", k->name);
+        if (at[n] != ',')
+            return;
+        at += n + 2; /* ", " */
+    }
+}
+
 /* Whether member i of group gi (not a side reduction) reads q (below views). */
 static bool reads(const Graph *g, uint32_t i, const Node *q)
 {
@@ -1804,6 +1832,7 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
         if (gi < 0 || (root_of[gi] >= 0 && root_of[gi] != root && !side[root]))
             bug(spec, "run kernel %s belongs to no group", p->kernels[k]->name);
         kernels[gi]++;
+        credit_band(p->kernels[k], fp, kernels, spec);
     }
     if (copies > g->noutputs)
         bug(spec, "%u output copies for %u outputs", copies, g->noutputs);
