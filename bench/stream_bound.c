@@ -1,0 +1,130 @@
+/*
+ * stream_bound: what this machine's memory allows for the memory-bound workloads, measured
+ * with the simplest loops that move the same bytes (no fusec involved): the floor under W3 and
+ * W4 that no code generator can beat.
+ *
+ *   cc -O2 -march=native -pthread bench/stream_bound.c -o /tmp/stream_bound && /tmp/stream_bound
+ *
+ * Each pattern runs on 2 threads (static halves), 1 warm-up and 21 timed calls, and prints the
+ * median and the minimum:
+ *   read       sum 128 MiB                                      (W4's pool, SE's first pass)
+ *   scale      y = x * g: read 128 MiB, stream 128 MiB          (W4's second pass)
+ *   two_outs   a = h + g, m = h * g: read 128 MiB, stream 2 x 128 MiB  (W3 without up(l))
+ * Streaming stores are the non-temporal stores fusec emits for large sweeps (AVX here, plain
+ * stores where the compiler offers no AVX).
+ */
+#define _POSIX_C_SOURCE 199309L
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#ifdef __AVX__
+#include <immintrin.h>
+#endif
+
+#define ELEMS   ((int64_t)(128 << 20) / 4)
+#define THREADS 2
+#define RUNS    21
+
+typedef enum { READ, SCALE, TWO_OUTS } Pattern;
+
+static float *in, *out0, *out1;
+static Pattern pattern;
+static float sums[THREADS];
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+static void *work(void *arg)
+{
+    int64_t t = (int64_t)(size_t)arg, lo = t * (ELEMS / THREADS), hi = lo + ELEMS / THREADS;
+    float sum = 0.0f;
+#ifdef __AVX__
+    __m256 g = _mm256_set1_ps(1.5f), s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    for (int64_t i = lo; i < hi; i += 32) {
+        __m256 a = _mm256_load_ps(in + i), b = _mm256_load_ps(in + i + 8);
+        __m256 c = _mm256_load_ps(in + i + 16), d = _mm256_load_ps(in + i + 24);
+        if (pattern == READ) {
+            s0 = _mm256_add_ps(s0, a), s1 = _mm256_add_ps(s1, b);
+            s2 = _mm256_add_ps(s2, c), s3 = _mm256_add_ps(s3, d);
+            continue;
+        }
+        _mm256_stream_ps(out0 + i, _mm256_mul_ps(a, g));
+        _mm256_stream_ps(out0 + i + 8, _mm256_mul_ps(b, g));
+        _mm256_stream_ps(out0 + i + 16, _mm256_mul_ps(c, g));
+        _mm256_stream_ps(out0 + i + 24, _mm256_mul_ps(d, g));
+        if (pattern == TWO_OUTS) {
+            _mm256_stream_ps(out1 + i, _mm256_add_ps(a, g));
+            _mm256_stream_ps(out1 + i + 8, _mm256_add_ps(b, g));
+            _mm256_stream_ps(out1 + i + 16, _mm256_add_ps(c, g));
+            _mm256_stream_ps(out1 + i + 24, _mm256_add_ps(d, g));
+        }
+    }
+    float lanes[8];
+    _mm256_storeu_ps(lanes, _mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (int k = 0; k < 8; k++)
+        sum += lanes[k];
+#else
+    for (int64_t i = lo; i < hi; i++) {
+        if (pattern == READ)
+            sum += in[i];
+        else
+            out0[i] = in[i] * 1.5f;
+        if (pattern == TWO_OUTS)
+            out1[i] = in[i] + 1.5f;
+    }
+#endif
+    sums[t] = sum; /* keeps the reads */
+    return NULL;
+}
+
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static void measure(Pattern p, const char *name, double mib)
+{
+    pattern = p;
+    double ms[RUNS + 1];
+    for (int r = 0; r <= RUNS; r++) {
+        double t0 = now();
+        pthread_t th[THREADS];
+        for (int64_t i = 0; i < THREADS; i++)
+            pthread_create(&th[i], NULL, work, (void *)(size_t)i);
+        for (int i = 0; i < THREADS; i++)
+            pthread_join(th[i], NULL);
+        ms[r] = (now() - t0) * 1e3;
+    }
+    qsort(ms + 1, RUNS, sizeof *ms, by_value); /* ms[0]: the warm-up */
+    double med = ms[1 + RUNS / 2];
+    printf("%-9s %6.0f MiB  median %6.2f ms (%5.1f GB/s)  min %6.2f ms  [%g]\n", name, mib, med,
+           mib * 1.048576 / med, ms[1], (double)(sums[0] + sums[1]));
+}
+
+int main(void)
+{
+    size_t bytes = (size_t)ELEMS * sizeof(float);
+    in = aligned_alloc(64, bytes), out0 = aligned_alloc(64, bytes), out1 = aligned_alloc(64, bytes);
+    if (!in || !out0 || !out1) {
+        fprintf(stderr, "stream_bound: out of memory\n");
+        return 1;
+    }
+    for (int64_t i = 0; i < ELEMS; i++)
+        in[i] = (float)(i & 1023) * (1.0f / 1024);
+    memset(out0, 0, bytes); /* the pages exist before timing, as fusec's reused outputs */
+    memset(out1, 0, bytes);
+    printf("2 threads, medians of %d calls\n", RUNS);
+    measure(READ, "read", 128);
+    measure(SCALE, "scale", 256);
+    measure(TWO_OUTS, "two_outs", 384);
+    free(in), free(out0), free(out1);
+    return 0;
+}
