@@ -5,15 +5,18 @@
  *
  *   cc -O2 -march=native -pthread bench/stream_bound.c -o /tmp/stream_bound && /tmp/stream_bound
  *
- * Each pattern runs on 2 threads (static halves), 1 warm-up and 21 timed calls, and prints the
- * median and the minimum:
- *   read       sum 128 MiB                                      (W4's pool, SE's first pass)
- *   scale      y = x * g: read 128 MiB, stream 128 MiB          (W4's second pass)
- *   two_outs   a = h + g, m = h * g: read 128 MiB, stream 2 x 128 MiB  (W3 without up(l))
+ * An argument sets the input's size in MiB (128 by default); the build's own copy, built
+ * without -march, runs in `ctest -R bench/stream_bound` at 4 MiB and checks what each pattern
+ * wrote. Each pattern runs on 2 threads (static halves), 1 warm-up and 21 timed calls, and prints
+ * the median and the minimum: read       sum 128 MiB                                      (W4's
+ * pool, SE's first pass) scale      y = x * g: read 128 MiB, stream 128 MiB          (W4's second
+ * pass) two_outs   a = h + g, m = h * g: read 128 MiB, stream 2 x 128 MiB  (W3 without up(l))
  * Streaming stores are the non-temporal stores fusec emits for large sweeps (AVX here, plain
  * stores where the compiler offers no AVX).
  */
-#define _POSIX_C_SOURCE 199309L
+#ifndef _POSIX_C_SOURCE
+#define _POSIX_C_SOURCE 199309L /* clock_gettime */
+#endif
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -24,12 +27,12 @@
 #include <immintrin.h>
 #endif
 
-#define ELEMS   ((int64_t)(128 << 20) / 4)
 #define THREADS 2
 #define RUNS    21
 
 typedef enum { READ, SCALE, TWO_OUTS } Pattern;
 
+static int64_t elems; /* of the input, a multiple of 32 * THREADS */
 static float *in, *out0, *out1;
 static Pattern pattern;
 static float sums[THREADS];
@@ -43,7 +46,7 @@ static double now(void)
 
 static void *work(void *arg)
 {
-    int64_t t = (int64_t)(size_t)arg, lo = t * (ELEMS / THREADS), hi = lo + ELEMS / THREADS;
+    int64_t t = (int64_t)(size_t)arg, lo = t * (elems / THREADS), hi = lo + elems / THREADS;
     float sum = 0.0f;
 #ifdef __AVX__
     __m256 g = _mm256_set1_ps(1.5f), s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
@@ -109,22 +112,50 @@ static void measure(Pattern p, const char *name, double mib)
            mib * 1.048576 / med, ms[1], (double)(sums[0] + sums[1]));
 }
 
-int main(void)
+/* Whether the last call wrote what the pattern computes. */
+static int wrote_right(Pattern p)
 {
-    size_t bytes = (size_t)ELEMS * sizeof(float);
+    for (int64_t i = 0; i < elems; i++) {
+        if (p != READ && out0[i] != in[i] * 1.5f)
+            return 0;
+        if (p == TWO_OUTS && out1[i] != in[i] + 1.5f)
+            return 0;
+    }
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    long mib = argc > 1 ? strtol(argv[1], NULL, 10) : 128;
+    if (mib < 1 || mib > 8192) {
+        fprintf(stderr, "usage: stream_bound [MiB, 1 to 8192]\n");
+        return 2;
+    }
+    elems = (int64_t)mib << 18; /* floats */
+    size_t bytes = (size_t)elems * sizeof(float);
     in = aligned_alloc(64, bytes), out0 = aligned_alloc(64, bytes), out1 = aligned_alloc(64, bytes);
     if (!in || !out0 || !out1) {
         fprintf(stderr, "stream_bound: out of memory\n");
         return 1;
     }
-    for (int64_t i = 0; i < ELEMS; i++)
+    for (int64_t i = 0; i < elems; i++)
         in[i] = (float)(i & 1023) * (1.0f / 1024);
     memset(out0, 0, bytes); /* the pages exist before timing, as fusec's reused outputs */
     memset(out1, 0, bytes);
     printf("2 threads, medians of %d calls\n", RUNS);
-    measure(READ, "read", 128);
-    measure(SCALE, "scale", 256);
-    measure(TWO_OUTS, "two_outs", 384);
+    static const struct {
+        Pattern p;
+        const char *name;
+        int moves; /* input sizes moved */
+    } patterns[] = {{READ, "read", 1}, {SCALE, "scale", 2}, {TWO_OUTS, "two_outs", 3}};
+    int bad = 0;
+    for (int k = 0; k < 3; k++) {
+        measure(patterns[k].p, patterns[k].name, (double)(mib * patterns[k].moves));
+        if (!wrote_right(patterns[k].p)) {
+            fprintf(stderr, "stream_bound: %s wrote wrong values\n", patterns[k].name);
+            bad = 1;
+        }
+    }
     free(in), free(out0), free(out1);
-    return 0;
+    return bad;
 }
