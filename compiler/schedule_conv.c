@@ -11,13 +11,13 @@
  * vector and no tap is checked. Then each block of MR output channels (its weights packed at
  * create time as [o/MR][cg][kh][kw][MR], one contiguous stream of broadcasts) runs register
  * tiles of MR x NV vectors along the row (pick_tile: 4 x 3 with 8 lanes and 16 registers, 8 x 2
- * with 16 lanes): the accumulators are DECLared locals, one loop over the cg * kh padded rows
- * with the kw taps unrolled inside (NV vector loads and MR broadcasts per tap). The columns past
- * the whole tiles run as one or two narrower tiles, and a last partial vector is computed whole
- * and stored lane by lane from a per-thread buffer. Results go through the epilogue (s->epi) at
- * the store, per vector or lane.
- * Numerics: every output is its bias (or 0) plus the taps in (ci, ky, kx) order by fused
- * multiply-adds (a padded tap adds w * 0), whatever the thread count.
+ * with 16 lanes; 1 x 8 for one output channel a group): the accumulators are DECLared locals, one
+ * loop over the cg * kh padded rows with the kw taps unrolled inside (NV vector loads and MR
+ * broadcasts per tap). The columns past the whole tiles run as one or two narrower tiles, and a
+ * last partial vector is computed whole and stored lane by lane from a per-thread buffer. Results
+ * go through the epilogue (s->epi) at the store, per vector or lane. Numerics: every output is its
+ * bias (or 0) plus the taps in (ci, ky, kx) order by fused multiply-adds (a padded tap adds w * 0),
+ * whatever the thread count.
  */
 #include <stdio.h>
 #include <string.h>
@@ -26,8 +26,10 @@
 #include "schedule_internal.h"
 #include "util.h"
 
-/* MAX_UNROLL_KW: kernels up to this wide have their taps unrolled in a padded row. */
-enum { MAX_UNROLL_KW = 8 };
+/* MAX_UNROLL_KW: kernels up to this wide have their taps unrolled in a padded row.
+ * CONV_MAX_NV: the vectors of a one-channel tile (a channel block of one: 8 independent
+ * accumulator chains keep both fma units busy; the row loads fold into the fmas). */
+enum { MAX_UNROLL_KW = 8, CONV_MAX_NV = 8 };
 
 /* The conv's sizes and buffers (weights as their prepared copies; the input x, or its value when
  * x is NULL). */
@@ -229,7 +231,7 @@ static void conv_tile(Sched *s, LoopStmt *block, const ConvTile *t, LoopExpr *x,
     const Conv *c = t->c;
     uint32_t vl = s->vl, mr = t->mr;
     int64_t taps = c->cg * c->kh * c->kw;
-    LoopVar *acc[MAX_MR][MAX_NV];
+    LoopVar *acc[MAX_MR][CONV_MAX_NV];
     for (uint32_t m = 0; m < mr; m++)
         for (uint32_t v = 0; v < nv; v++) {
             LoopExpr *init = c->bias
@@ -252,7 +254,7 @@ static void conv_tile(Sched *s, LoopStmt *block, const ConvTile *t, LoopExpr *x,
     for (int64_t j = 0; j < (kx ? 1 : c->kw); j++) {
         LoopExpr *jx = kx ? kx : ix_c(s, j);
         LoopExpr *off = tap_offset(s, t, kx, j);
-        LoopVar *xv[MAX_NV];
+        LoopVar *xv[CONV_MAX_NV];
         for (uint32_t v = 0; v < nv; v++) {
             LoopExpr *i = ix_add(s, xr, ix_addc(s, off, (int64_t)v * vl));
             xv[v] = decl(s, tap, sched_fvar(s, "x", vl), fx_load(s, t->pad, i, vl));
@@ -294,6 +296,8 @@ static ConvTile *conv_tile_new(Sched *s, const Conv *c)
     ConvTile *t = ARENA_NEW(s->p->arena, ConvTile);
     uint32_t nv, vl = s->vl;
     pick_tile(s, c->og, &t->mr, &nv);
+    if (t->mr == 1) /* one channel a group: 4 chains would wait on the fma latency */
+        nv = CONV_MAX_NV;
     t->nv = nv;
     t->c = c;
     int64_t nfull = c->ow / vl, part = c->ow % vl, nvt = nfull + (part > 0);
