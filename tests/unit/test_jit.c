@@ -210,6 +210,16 @@ static void conv_ops(void **state)
          G("x: f32[1,4,17,23]) -> f32[1,8,5,7]",
            "return conv2d(x, out=8, kernel=3, stride=3, padding=1, dilation=2) @c"),
          NULL, NULL},
+        /* one output channel a group: tiles of 8 vectors, a short remainder split in two
+         * (17 vectors: 8 + 4 + 5) or replacing the only whole tile (12: 6 + 6), a last part */
+        {"conv_one_channel_tiles",
+         G("x: f32[1,2,6,137]) -> f32[1,1,6,137]",
+           "return conv2d(x, out=1, kernel=5, padding=4, dilation=2) @c"),
+         NULL, NULL},
+        {"conv_depthwise_wide",
+         G("x: f32[2,3,5,100]) -> f32[2,3,5,100]",
+           "return conv2d(x, out=3, kernel=3, padding=1, groups=3) @c"),
+         NULL, NULL},
     };
     run_cases(cases, countof(cases));
 }
