@@ -426,6 +426,13 @@ static bool *kept_values(Sched *s)
             while (in->kind == OP_VIEW)
                 in = in->inputs[0];
             keep[in->id] = fp->prepared[in->id];
+            if (s->plan->read_in_place[in->id]) /* the conv reads the concat's parts */
+                for (uint32_t k = 0; k < in->ninputs; k++) {
+                    const Node *part = in->inputs[k];
+                    while (part->kind == OP_VIEW)
+                        part = part->inputs[0];
+                    keep[part->id] = fp->prepared[part->id];
+                }
         }
     }
     for (uint32_t o = 0; o < g->noutputs; o++) {

@@ -26,8 +26,8 @@ typedef struct FusionPlan {
     uint32_t ngroups;
     /* by node id: the group computing the node per call, or -1 for nodes not computed per call:
      * inputs, weights, scalars, views (aliases of another node's buffer), concats whose inputs
-     * are all written into their slices by their producers, nodes computed at create time and
-     * dead nodes */
+     * are all written into their slices by their producers, concats a 1x1 conv reads part by
+     * part, nodes computed at create time and dead nodes */
     int32_t *group_of;
     const char **group_name; /* by group: its run kernel ("k14_conv2d_relu"; parts get suffixes) */
     bool *prepared;          /* by node id: computed once at create time from weights alone */

@@ -40,6 +40,14 @@
 /* PACK_B_BYTES: the largest packed column block of B (per-thread scratch, meant for L2). */
 enum { COL_BLOCK = 256, PACK_B_BYTES = 1 << 20 };
 
+/* Rows [k0, next segment's k0) of B, row k at buf + off + the batch offset (strides sb) +
+ * (k - k0) * ldb: B is several buffers when a 1x1 conv reads a concat's parts in place. */
+typedef struct BSeg {
+    const LoopBuffer *buf;
+    int64_t k0, off;
+    int64_t sb[FUSE_MAX_RANK];
+} BSeg;
+
 typedef struct Gemm {
     const LoopBuffer *a, *b, *c, *bias; /* bias may be NULL; c NULL: no store (an epilogue whose
                                            value only side reductions read) */
@@ -63,6 +71,10 @@ typedef struct Gemm {
     int64_t rdim[FUSE_MAX_RANK]; /* the row's digits, outermost first */
     int64_t img_w;               /* > 0: the columns run as image rows of img_w, then x */
     bool cols_outer;             /* parallel over column blocks, row blocks inside */
+    /* nseg > 0: B is these segments (in order of k0, the first at 0) instead of b, b_off, sb;
+     * gemm() makes b the one segment of the others */
+    uint32_t nseg;
+    BSeg seg[FUSE_MAX_CONCAT_READ];
 } Gemm;
 
 typedef struct GemmRun {
@@ -71,13 +83,20 @@ typedef struct GemmRun {
     const LoopBuffer *apk; /* A packed as [M/MR][K][MR] per matrix, or NULL: A as it is */
     const LoopBuffer *bpk; /* the column block of B packed as [width/NR][K][NR] (NR = nv * vl)
                               in thread scratch, or NULL: B read in place */
-    LoopExpr *abase, *bbase, *cbase, *zbase;
-    LoopExpr *colbase; /* first column of the span */
-    LoopExpr *y;       /* img_w > 0: the image row */
-    LoopExpr *rb;      /* cols_outer: the row block (row reductions start at block 0) */
+    LoopExpr *abase, *cbase, *zbase;
+    LoopExpr *bbase[FUSE_MAX_CONCAT_READ]; /* by segment: row k of B at bbase + k * ldb */
+    LoopExpr *colbase;                     /* first column of the span */
+    LoopExpr *y;                           /* img_w > 0: the image row */
+    LoopExpr *rb; /* cols_outer: the row block (row reductions start at block 0) */
     FusePoint pt[MAX_MR];
     const LoopVar *vacc[PLAN_MAX_SIDES][MAX_MR], *sacc[PLAN_MAX_SIDES][MAX_MR];
 } GemmRun;
+
+/* The end of segment j's rows of B. */
+static int64_t seg_end(const Gemm *g, uint32_t j)
+{
+    return j + 1 < g->nseg ? g->seg[j + 1].k0 : g->k;
+}
 
 /* The largest power of two <= max dividing m: row blocks without a remainder. */
 uint32_t pick_mr(int64_t m, uint32_t max)
@@ -288,27 +307,31 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
     bool packed = r->bpk && nv == r->nv && lanes == s->vl; /* a whole panel */
     int64_t nr = (int64_t)r->nv * s->vl;
     LoopExpr *panel = packed ? sched_local(s, block, "pb", ix_mulc(s, at, g->k)) : NULL;
-    LoopVar *kv = sched_ivar(s, "k");
-    LoopStmt *kl = sched_for(s, block, kv, ix_c(s, 0), ix_c(s, g->k), 1);
-    LoopExpr *brow = packed ? ix_add(s, panel, ix_mulc(s, ix_v(s, kv), nr))
-                            : ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb));
-    LoopVar *bv[MAX_NV];
-    for (uint32_t v = 0; v < nv; v++) {
-        LoopExpr *at_v =
-            packed ? ix_addc(s, brow, v * lanes) : ix_add(s, brow, ix_addc(s, col, v * lanes));
-        bv[v] =
-            decl(s, kl, sched_fvar(s, "b", lanes), fx_load(s, packed ? r->bpk : g->b, at_v, lanes));
-    }
-    for (uint32_t i = 0; i < r->mr; i++) {
-        LoopExpr *ai = r->apk ? ix_add(s, r->abase, ix_addc(s, ix_mulc(s, ix_v(s, kv), r->mr), i))
-                              : ix_add(s, r->abase, ix_addc(s, ix_v(s, kv), i * g->lda));
-        LoopVar *av = decl(s, kl, sched_fvar(s, "a", lanes),
-                           fx_bcast(s, fx_load(s, r->apk ? r->apk : g->a, ai, 1), lanes));
-        for (uint32_t v = 0; v < nv; v++)
-            ls_append(s->p, kl,
-                      ls_assign(s->p, acc[i][v],
-                                lx_fma(s->p, lx_var(s->p, av), lx_var(s->p, bv[v]),
-                                       lx_var(s->p, acc[i][v]))));
+    for (uint32_t j = 0; j < (packed ? 1 : g->nseg); j++) { /* a k loop per segment of B */
+        int64_t k0 = packed ? 0 : g->seg[j].k0, k1 = packed ? g->k : seg_end(g, j);
+        LoopVar *kv = sched_ivar(s, "k");
+        LoopStmt *kl = sched_for(s, block, kv, ix_c(s, k0), ix_c(s, k1), 1);
+        LoopExpr *brow = packed ? ix_add(s, panel, ix_mulc(s, ix_v(s, kv), nr))
+                                : ix_add(s, r->bbase[j], ix_mulc(s, ix_v(s, kv), g->ldb));
+        LoopVar *bv[MAX_NV];
+        for (uint32_t v = 0; v < nv; v++) {
+            LoopExpr *at_v =
+                packed ? ix_addc(s, brow, v * lanes) : ix_add(s, brow, ix_addc(s, col, v * lanes));
+            bv[v] = decl(s, kl, sched_fvar(s, "b", lanes),
+                         fx_load(s, packed ? r->bpk : g->seg[j].buf, at_v, lanes));
+        }
+        for (uint32_t i = 0; i < r->mr; i++) {
+            LoopExpr *ai = r->apk
+                               ? ix_add(s, r->abase, ix_addc(s, ix_mulc(s, ix_v(s, kv), r->mr), i))
+                               : ix_add(s, r->abase, ix_addc(s, ix_v(s, kv), i * g->lda));
+            LoopVar *av = decl(s, kl, sched_fvar(s, "a", lanes),
+                               fx_bcast(s, fx_load(s, r->apk ? r->apk : g->a, ai, 1), lanes));
+            for (uint32_t v = 0; v < nv; v++)
+                ls_append(s->p, kl,
+                          ls_assign(s->p, acc[i][v],
+                                    lx_fma(s->p, lx_var(s->p, av), lx_var(s->p, bv[v]),
+                                           lx_var(s->p, acc[i][v]))));
+        }
     }
     LoopExpr *vals[MAX_NV][MAX_MR];
     for (uint32_t i = 0; i < r->mr; i++)
@@ -346,6 +369,13 @@ static LoopExpr *batch_offset(Sched *s, const Gemm *g, LoopExpr *bt, const int64
     return off;
 }
 
+/* Where row k of B would be for k = 0 in segment j of batch bt: row k at this + k * ldb. */
+static LoopExpr *seg_base(Sched *s, const Gemm *g, uint32_t j, LoopExpr *bt)
+{
+    const BSeg *sg = &g->seg[j];
+    return ix_addc(s, batch_offset(s, g, bt, sg->sb, sg->off), -sg->k0 * g->ldb);
+}
+
 /* Dot form, for few columns: for each column n, MR rows of A dotted with column n of B (a
  * contiguous row of B^T), vectors along k reduced across lanes at the end, a scalar k tail. */
 static void gemm_dot_column(Sched *s, LoopStmt *block, LoopExpr *n, const GemmRun *r)
@@ -360,7 +390,9 @@ static void gemm_dot_column(Sched *s, LoopStmt *block, LoopExpr *n, const GemmRu
         sacc[i] = decl(s, block, sched_fvar(s, "acc", 1), init);
         vacc[i] = decl(s, block, sched_fvar(s, "vacc", s->vl), fx_c(s, 0.0f, s->vl));
     }
-    LoopVar *bt = decl(s, block, sched_ivar(s, "bt"), ix_add(s, r->bbase, ix_mulc(s, n, g->ldb)));
+    FUSE_ASSERT(g->nseg == 1); /* B^T rows are contiguous in k */
+    LoopVar *bt =
+        decl(s, block, sched_ivar(s, "bt"), ix_add(s, r->bbase[0], ix_mulc(s, n, g->ldb)));
     for (int pass = 0; pass < 2; pass++) {
         int64_t lo = pass ? kvec : 0, hi = pass ? g->k : kvec;
         uint32_t lanes = pass ? 1 : s->vl;
@@ -369,7 +401,7 @@ static void gemm_dot_column(Sched *s, LoopStmt *block, LoopExpr *n, const GemmRu
         LoopVar *kv = sched_ivar(s, "k");
         LoopStmt *kl = sched_for(s, block, kv, ix_c(s, lo), ix_c(s, hi), lanes);
         LoopVar *bv = decl(s, kl, sched_fvar(s, "b", lanes),
-                           fx_load(s, g->b, ix_add(s, ix_v(s, bt), ix_v(s, kv)), lanes));
+                           fx_load(s, g->seg[0].buf, ix_add(s, ix_v(s, bt), ix_v(s, kv)), lanes));
         for (uint32_t i = 0; i < r->mr; i++) {
             LoopExpr *ai = ix_add(s, r->abase, ix_addc(s, ix_v(s, kv), i * g->lda));
             LoopVar *acc = pass ? sacc[i] : vacc[i];
@@ -452,17 +484,20 @@ static void pack_panels(Sched *s, LoopStmt *block, const GemmRun *r, int64_t np)
     if (np <= 0)
         return;
     int64_t nr = (int64_t)r->nv * s->vl;
-    LoopVar *kv = sched_ivar(s, "k");
-    LoopStmt *kl = sched_for(s, block, kv, ix_c(s, 0), ix_c(s, g->k), 1);
-    LoopExpr *src = sched_local(
-        s, kl, "src", ix_add(s, ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb)), r->colbase));
-    LoopExpr *dst = sched_local(s, kl, "dst", ix_mulc(s, ix_v(s, kv), nr));
-    LoopVar *j = sched_ivar(s, "j");
-    LoopStmt *jl = sched_for(s, kl, j, ix_c(s, 0), ix_c(s, np), 1);
-    for (uint32_t v = 0; v < r->nv; v++) {
-        LoopExpr *si = ix_add(s, src, ix_addc(s, ix_mulc(s, ix_v(s, j), nr), v * s->vl));
-        LoopExpr *di = ix_add(s, dst, ix_addc(s, ix_mulc(s, ix_v(s, j), nr * g->k), v * s->vl));
-        ls_append(s->p, jl, ls_store(s->p, r->bpk, di, fx_load(s, g->b, si, s->vl)));
+    for (uint32_t sg = 0; sg < g->nseg; sg++) {
+        LoopVar *kv = sched_ivar(s, "k");
+        LoopStmt *kl = sched_for(s, block, kv, ix_c(s, g->seg[sg].k0), ix_c(s, seg_end(g, sg)), 1);
+        LoopExpr *src = sched_local(
+            s, kl, "src",
+            ix_add(s, ix_add(s, r->bbase[sg], ix_mulc(s, ix_v(s, kv), g->ldb)), r->colbase));
+        LoopExpr *dst = sched_local(s, kl, "dst", ix_mulc(s, ix_v(s, kv), nr));
+        LoopVar *j = sched_ivar(s, "j");
+        LoopStmt *jl = sched_for(s, kl, j, ix_c(s, 0), ix_c(s, np), 1);
+        for (uint32_t v = 0; v < r->nv; v++) {
+            LoopExpr *si = ix_add(s, src, ix_addc(s, ix_mulc(s, ix_v(s, j), nr), v * s->vl));
+            LoopExpr *di = ix_add(s, dst, ix_addc(s, ix_mulc(s, ix_v(s, j), nr * g->k), v * s->vl));
+            ls_append(s->p, jl, ls_store(s->p, r->bpk, di, fx_load(s, g->seg[sg].buf, si, s->vl)));
+        }
     }
 }
 
@@ -496,14 +531,20 @@ static void prefetch_next(Sched *s, LoopStmt *block, const GemmRun *r, int64_t w
     ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_LT, cbk, ix_c(s, upto)), then, NULL));
     LoopExpr *lo = ix_mulc(s, r->rb, per);
     LoopExpr *hi = bin(s, LOP_MIN, ix_addc(s, lo, per), ix_c(s, g->k));
-    LoopVar *kv = sched_ivar(s, "k");
-    LoopStmt *kl = sched_for(s, then, kv, lo, hi, 1);
-    LoopExpr *row = sched_local(s, kl, "pf",
-                                ix_add(s, ix_add(s, r->bbase, ix_mulc(s, ix_v(s, kv), g->ldb)),
-                                       ix_addc(s, r->colbase, width)));
-    LoopVar *c = sched_ivar(s, "c");
-    LoopStmt *cl = sched_for(s, kl, c, ix_c(s, 0), ix_c(s, width), 16);
-    ls_append(s->p, cl, ls_prefetch(s->p, g->b, ix_add(s, row, ix_v(s, c)), 2));
+    for (uint32_t sg = 0; sg < g->nseg; sg++) { /* rows [lo, hi) within each segment */
+        int64_t k0 = g->seg[sg].k0, k1 = seg_end(g, sg);
+        LoopExpr *from = k0 > 0 ? bin(s, LOP_MAX, lo, ix_c(s, k0)) : lo;
+        LoopExpr *to = k1 < g->k ? bin(s, LOP_MIN, hi, ix_c(s, k1)) : hi;
+        LoopVar *kv = sched_ivar(s, "k");
+        LoopStmt *kl = sched_for(s, then, kv, from, to, 1);
+        LoopExpr *row =
+            sched_local(s, kl, "pf",
+                        ix_add(s, ix_add(s, r->bbase[sg], ix_mulc(s, ix_v(s, kv), g->ldb)),
+                               ix_addc(s, r->colbase, width)));
+        LoopVar *c = sched_ivar(s, "c");
+        LoopStmt *cl = sched_for(s, kl, c, ix_c(s, 0), ix_c(s, width), 16);
+        ls_append(s->p, cl, ls_prefetch(s->p, g->seg[sg].buf, ix_add(s, row, ix_v(s, c)), 2));
+    }
 }
 
 /* The column reductions of the MR rows over this column block, unfinished, into partial[k] at
@@ -583,7 +624,8 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     LoopExpr *cb = sched_local(s, body, "cb", batch_offset(s, g, bt, g->sc, g->c_off));
     LoopExpr *zb =
         g->bias ? sched_local(s, body, "zb", batch_offset(s, g, bt, g->sbias, g->bias_off)) : NULL;
-    r->bbase = sched_local(s, body, "bb", batch_offset(s, g, bt, g->sb, g->b_off));
+    for (uint32_t j = 0; j < g->nseg; j++)
+        r->bbase[j] = sched_local(s, body, "bb", seg_base(s, g, j, bt));
     if (g->img_w)
         r->y = sched_local(s, body, "y", cbk);
     r->colbase = sched_local(s, body, "col", ix_mulc(s, cbk, width));
@@ -668,8 +710,15 @@ static const LoopBuffer *pack_a(Sched *s, const Gemm *g, uint32_t mr)
 }
 
 /* Emits the GEMM into the current kernel (which must be empty so far). */
-static void gemm(Sched *s, const Gemm *g)
+static void gemm(Sched *s, const Gemm *given)
 {
+    Gemm one = *given; /* B as segments: b, b_off and sb as the only one unless given */
+    if (!one.nseg) {
+        one.seg[0] = (BSeg){.buf = one.b, .off = one.b_off};
+        memcpy(one.seg[0].sb, one.sb, sizeof one.sb);
+        one.nseg = 1;
+    }
+    const Gemm *g = &one;
     int64_t batches = 1;
     for (uint32_t d = 0; d < g->nbatch; d++)
         batches *= g->bdim[d];
@@ -697,8 +746,8 @@ static void gemm(Sched *s, const Gemm *g)
     LoopExpr *a = ix_add(s, batch_offset(s, g, bt, g->sa, g->a_off), ix_mulc(s, row0, g->lda));
     LoopExpr *c = ix_add(s, batch_offset(s, g, bt, g->sc, g->c_off), ix_mulc(s, row0, g->ldc));
     r.abase = lx_var(s->p, decl(s, body, sched_ivar(s, "ab"), a));
-    r.bbase =
-        lx_var(s->p, decl(s, body, sched_ivar(s, "bb"), batch_offset(s, g, bt, g->sb, g->b_off)));
+    for (uint32_t j = 0; j < g->nseg; j++)
+        r.bbase[j] = lx_var(s->p, decl(s, body, sched_ivar(s, "bb"), seg_base(s, g, j, bt)));
     r.cbase = lx_var(s->p, decl(s, body, sched_ivar(s, "cb"), c));
     if (g->bias) {
         LoopExpr *z = batch_offset(s, g, bt, g->sbias, g->bias_off);
@@ -884,7 +933,14 @@ void conv_pointwise(Sched *s, const Conv *c)
     g.sc[0] = c->o * hw;
     g.sc[1] = c->og * hw;
     g.sbias[1] = c->og;
+    for (uint32_t j = 0; j < c->nparts; j++) { /* a concat's parts (one group) */
+        BSeg *sg = &g.seg[g.nseg++];
+        sg->buf = c->part[j];
+        sg->k0 = j ? g.seg[j - 1].k0 + c->part_c[j - 1] : 0;
+        sg->sb[0] = c->part_c[j] * hw;
+    }
     g.dot = hw == 1 && use_dot(s, hw, c->cg); /* a 1x1 map: X [cg, 1] is contiguous in k */
+    FUSE_ASSERT(!g.dot || !g.nseg);
     Fuse *f = epi_begin(s, &g);
     SideOrder sides = f ? f->grp->order : SIDE_NONE;
     if (f) {

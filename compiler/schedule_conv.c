@@ -56,7 +56,16 @@ static Conv conv_of(Sched *s, const Node *n, const LoopBuffer *x)
         .dw = n->attr.conv.dil_w,
     };
     c.og = c.o / c.groups;
-    c.x = x ? x : sched_value(s, n->inputs[0]);
+    const Node *in = n->inputs[0];
+    if (!x && s->plan->read_in_place[in->id]) {
+        for (uint32_t j = 0; j < in->ninputs; j++) {
+            c.part[j] = sched_value(s, in->inputs[j]);
+            c.part_c[j] = in->inputs[j]->shape.dim[1];
+        }
+        c.nparts = in->ninputs;
+    } else {
+        c.x = x ? x : sched_value(s, in);
+    }
     c.wt = sched_value(s, n->inputs[1]);
     c.bias = n->ninputs > 2 ? sched_value(s, n->inputs[2]) : NULL;
     c.y = s->epi ? s->epi->dst : sched_dest(s, n); /* the epilogue's buffer, maybe none */

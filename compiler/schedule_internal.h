@@ -91,6 +91,9 @@ typedef struct Plan {
     /* by node id: the concat whose buffer this value is written into, at its slice, instead of
      * a buffer of its own (the concat then copies only its other inputs), or NULL */
     const Node **into;
+    /* by node id: a concat its only user, a 1x1 conv, reads part by part from the parts'
+     * buffers (conv_reads_concat_in_place); it has no group and no buffer */
+    bool *read_in_place;
 } Plan;
 
 /* The plan of g in cx->loop_arena (schedule_plan without the public wrapper). */
@@ -393,6 +396,11 @@ void sched_conv2d(Sched *s, const Node *n);
 typedef struct Conv {
     int64_t nb, c, h, w, o, cg, og, groups, kh, kw, oh, ow, sh, sw, ph, pw, dh, dw;
     const LoopBuffer *x, *wt, *bias, *y;
+    /* nparts > 0: x is NULL and the input is a concat along channels read in place
+     * (Plan.read_in_place): part j, part_c[j] channels, in buffer part[j] */
+    uint32_t nparts;
+    const LoopBuffer *part[FUSE_MAX_CONCAT_READ];
+    int64_t part_c[FUSE_MAX_CONCAT_READ];
 } Conv;
 
 /* 1x1, stride 1, no padding: per (image, group), W [og, cg] times X [cg, H*W] (a GEMM). */

@@ -24,7 +24,9 @@
  *                the inlined producers (an upsample read by both is inlined instead of stored).
  *   concat       an input of a concat that only the concat reads, made by a pointwise root or a
  *                side reduction, is stored by its producer straight into the concat's slice; a
- *                concat whose inputs are all stored so runs no kernel.
+ *                concat whose inputs are all stored so runs no kernel. A concat whose only user
+ *                is a 1x1 conv that reads its parts where they are (conv_reads_concat_in_place)
+ *                is in no group and has no buffer.
  * Everything else (softmax, layernorm, pools, concat, attention, reductions of inputs) is a group
  * of its own that reads its operands from buffers. Groups are formed greedily in reverse
  * topological order (each new group grows into its producers), then side reductions attach,
@@ -697,6 +699,22 @@ static void mark_prepared(Planner *pl)
     }
 }
 
+/* Concats read part by part where their parts are, by their only user, a 1x1 conv
+ * (conv_reads_concat_in_place): no group, no buffer. */
+static void mark_concats_read_in_place(Planner *pl)
+{
+    Plan *p = pl->p;
+    p->read_in_place = ARENA_ARRAY(pl->a, bool, pl->n + 1);
+    for (uint32_t i = 0; i < pl->n; i++) {
+        const Node *n = pl->g->nodes[i];
+        if (n->kind != OP_CONCAT || !p->live[i] || p->pub.prepared[i] || pl->output[i] ||
+            pl->nusers[i] != 1)
+            continue;
+        const Node *conv = pl->users[i][0];
+        p->read_in_place[i] = conv->inputs[0] == n && conv_reads_concat_in_place(conv);
+    }
+}
+
 static const char *group_name(Planner *pl, const PlanGroup *grp)
 {
     const Node *root = pl->g->nodes[grp->root];
@@ -759,11 +777,12 @@ Plan *sched_plan(Ctx *cx, const Graph *g)
         pl.group[i] = -1;
     index_users(&pl);
     mark_prepared(&pl);
+    mark_concats_read_in_place(&pl);
 
     for (uint32_t i = n; i-- > 0;) {
         const Node *nd = g->nodes[i];
         if (!p->live[i] || is_source(nd) || p->pub.prepared[i] || nd->kind == OP_VIEW ||
-            pl.group[i] >= 0)
+            p->read_in_place[i] || pl.group[i] >= 0)
             continue;
         int32_t gi = join_sibling(&pl, nd);
         if (gi < 0)

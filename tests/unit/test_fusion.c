@@ -366,6 +366,52 @@ static void reductions_in_producer(void **state)
     run_cases(cases, countof(cases));
 }
 
+/* A 1x1 conv over a channel concat reads the parts where they are: the concat has no buffer
+ * and runs no kernel (a part computed in the graph is stored once, at its own size). Sizes
+ * that take the packed column blocks with a partial last one, the image-row form, partial
+ * pools per column block, and a map narrower than a vector. */
+static void concat_read_by_conv(void **state)
+{
+    (void)state;
+    static const Case cases[] = {
+        {"three_parts",
+         G("a: f32[2,5,37,61], b: f32[2,3,37,61], c: f32[2,7,37,61]) -> f32[2,16,37,61]",
+           "return relu(conv2d(concat(a, relu(b), c, axis=1), out=16, kernel=1) @c1)"),
+         2, NULL},
+        {"global_pool",
+         G("a: f32[2,9,23,61], b: f32[2,4,23,61]) -> (y: f32[2,16,23,61], m: f32[2,16])",
+           "y = conv2d(concat(a, b, axis=1), out=16, kernel=1, bias=false) @c1\n"
+           "return y, mean(y, axes=[2, 3])"),
+         2, NULL},
+        {"channel_mean",
+         G("a: f32[1,6,12,40], b: f32[1,10,12,40]) -> f32[1,12,40]",
+           "return mean(conv2d(concat(a, b, axis=1), out=16, kernel=1) @c, axes=[1])"),
+         1, NULL},
+        {"narrow_map",
+         G("a: f32[3,4,1,3], b: f32[3,12,1,3]) -> f32[3,8,1,3]",
+           "return conv2d(concat(b, a, axis=1), out=8, kernel=1) @c1 * 2"),
+         1, NULL},
+    };
+    for (size_t i = 0; i < countof(cases); i++) {
+        print_message("%s\n", cases[i].name);
+        TestCompile t;
+        LoopProgram *p = schedule_case(&t, &cases[i], 8);
+        if (p->nkernels != cases[i].kernels)
+            fail_msg("%s: %u run kernels, want %u", cases[i].name, p->nkernels, cases[i].kernels);
+        const Node *conv = NULL;
+        for (uint32_t k = 0; k < t.graph->nnodes; k++)
+            if (t.graph->nodes[k]->kind == OP_CONV2D)
+                conv = t.graph->nodes[k];
+        assert_non_null(conv);
+        int64_t concat_bytes = shape_numel(&conv->inputs[0]->shape) * (int64_t)sizeof(float);
+        if (p->scratch_bytes * 2 >= concat_bytes)
+            fail_msg("%s: %lld B of scratch for a concat of %lld B", cases[i].name,
+                     (long long)p->scratch_bytes, (long long)concat_bytes);
+        test_compile_free(&t);
+        check_numerics(&cases[i]);
+    }
+}
+
 /* ---- attention blocks in their common spellings ---- */
 
 /* One spelling of an attention block on x [2, 16, 7, 11]: after the graph passes, as the
@@ -776,6 +822,7 @@ int main(void)
         cmocka_unit_test(reductions_in_producer),
         cmocka_unit_test(attention_spellings),
         cmocka_unit_test(row_bands),
+        cmocka_unit_test(concat_read_by_conv),
         cmocka_unit_test(create_time),
         cmocka_unit_test(weight_transpose_at_create_time),
         cmocka_unit_test(plan_api),
