@@ -210,18 +210,21 @@ uint32_t graph_count_op(const Graph *g, OpKind kind)
     return n;
 }
 
-bool conv_reads_concat_in_place(const Node *conv)
+bool contraction_reads_concat_in_place(const Node *n)
 {
-    if (conv->kind != OP_CONV2D)
+    const Node *cat = n->inputs[0];
+    if (cat->kind != OP_CONCAT || cat->ninputs > FUSE_MAX_CONCAT_READ)
         return false;
-    const Node *cat = conv->inputs[0];
-    int64_t kh = conv->attr.conv.kh, kw = conv->attr.conv.kw;
-    int64_t sh = conv->attr.conv.stride_h, sw = conv->attr.conv.stride_w;
-    int64_t ph = conv->attr.conv.pad_h, pw = conv->attr.conv.pad_w;
-    return cat->kind == OP_CONCAT && cat->attr.concat.axis == 1 &&
-           cat->ninputs <= FUSE_MAX_CONCAT_READ && kh == 1 && kw == 1 && sh == 1 && sw == 1 &&
-           ph == 0 && pw == 0 && conv->attr.conv.groups == 1 &&
-           conv->shape.dim[2] * conv->shape.dim[3] > 1;
+    if (n->kind == OP_LINEAR) /* never the dot form, which wants whole rows of x */
+        return cat->attr.concat.axis == cat->shape.rank - 1 &&
+               n->shape.dim[n->shape.rank - 1] >= FUSE_MAX_LANES;
+    if (n->kind != OP_CONV2D)
+        return false;
+    int64_t kh = n->attr.conv.kh, kw = n->attr.conv.kw;
+    int64_t sh = n->attr.conv.stride_h, sw = n->attr.conv.stride_w;
+    int64_t ph = n->attr.conv.pad_h, pw = n->attr.conv.pad_w;
+    return cat->attr.concat.axis == 1 && kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 &&
+           pw == 0 && n->attr.conv.groups == 1 && n->shape.dim[2] * n->shape.dim[3] > 1;
 }
 
 static const char *bool_text(bool b)

@@ -206,14 +206,17 @@ void graph_dump_attrs(const Node *n, FILE *out);
 bool graph_verify(const Graph *g, FILE *out);
 uint32_t graph_count_op(const Graph *g, OpKind kind);
 
-/* The most inputs of a concat that a 1x1 conv reads in place. */
+/* The most inputs of a concat that a contraction reads in place. */
 #define FUSE_MAX_CONCAT_READ 8
-/* True when conv is a conv2d the schedule runs as one GEMM whose input rows come straight from
- * the parts of the concat it reads (schedule_contract.c): 1x1, stride 1, no padding, one group,
- * more than one pixel, over a concat along channels of at most FUSE_MAX_CONCAT_READ inputs.
- * Such a concat needs no buffer when the conv is its only user (split-concat and the planner
- * both ask). */
-bool conv_reads_concat_in_place(const Node *conv);
+/* The widest vector any backend uses, in f32 lanes. */
+#define FUSE_MAX_LANES 16
+/* True when n is a contraction the schedule runs as one GEMM that reads the parts of the concat
+ * it takes (its input 0) where they are (schedule_contract.c): a 1x1 conv (stride 1, no
+ * padding, one group, more than one pixel) over a concat along channels, its B by segments of
+ * rows; a linear with at least FUSE_MAX_LANES outputs over a concat along the last axis, its A
+ * by segments of columns; at most FUSE_MAX_CONCAT_READ parts. Such a concat needs no buffer when
+ * n is its only user (split-concat and the planner both ask). */
+bool contraction_reads_concat_in_place(const Node *n);
 
 /* Cost of the graph as written (LANGUAGE.md §5 `bench`): FLOPs, and bytes of each input,
  * output and weight once. */

@@ -13,9 +13,10 @@
  * commute-upsample can then move that part, bias included, to the lower resolution.
  * Declines when the concat has another use (it exists anyway, and splitting would only add
  * the sums), when the concat is along another axis, for grouped convolutions (a group
- * may straddle two parts), and for a 1x1 conv that reads the concat's parts in place
- * (conv_reads_concat_in_place) when no part is resampled: there the split would only store
- * every part's partial sum but the last at full size, with nothing to commute.
+ * may straddle two parts), and for a contraction that reads the concat's parts in place (a 1x1
+ * conv or a wide enough linear: contraction_reads_concat_in_place) when no part is resampled:
+ * there the split would only store every part's partial sum but the last at full size, with
+ * nothing to commute.
  * Numerical contract: equal in real arithmetic. The reference sums all channels in one double
  * accumulator; here each part is a separate f32-rounded contraction and the partial results
  * are added in f32: a few ulp of the largest partial sum, within the conformance tolerance.
@@ -42,7 +43,7 @@ static Node *rule(Rewriter *rw, const Node *n, void *ctx)
     uint32_t axis = conv ? 1 : n->shape.rank - 1;
     if (cat->kind != OP_CONCAT || cat->attr.concat.axis != axis || rw->uses[cat->id] != 1)
         return NULL;
-    if (conv_reads_concat_in_place(n) && /* bias_part finds no resampled part */
+    if (contraction_reads_concat_in_place(n) && /* bias_part finds no resampled part */
         op_info[cat->inputs[bias_part(cat)]->kind].cls != OPC_RESAMPLE)
         return NULL;
     Node *w = rw_in(rw, n, 1), *b = n->ninputs > 2 ? rw_in(rw, n, 2) : NULL, *sum = NULL;

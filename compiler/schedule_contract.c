@@ -40,13 +40,18 @@
 /* PACK_B_BYTES: the largest packed column block of B (per-thread scratch, meant for L2). */
 enum { COL_BLOCK = 256, PACK_B_BYTES = 1 << 20 };
 
-/* Rows [k0, next segment's k0) of B, row k at buf + off + the batch offset (strides sb) +
- * (k - k0) * ldb: B is several buffers when a 1x1 conv reads a concat's parts in place. */
-typedef struct BSeg {
+/* The terms k in [k0, the next segment's k0) of the sum: row k of B at buf + off + the batch
+ * offset (strides sb) + (k - k0) * ldb; with `a`, element (i, k) of A at a + a_off + the batch
+ * offset (strides sa) + i * lda + (k - k0), else A as the Gemm gives it. Several segments when
+ * a contraction reads a concat's parts in place: a 1x1 conv's B, a linear's A. */
+typedef struct KSeg {
     const LoopBuffer *buf;
     int64_t k0, off;
     int64_t sb[FUSE_MAX_RANK];
-} BSeg;
+    const LoopBuffer *a;
+    int64_t a_off, lda;
+    int64_t sa[FUSE_MAX_RANK];
+} KSeg;
 
 typedef struct Gemm {
     const LoopBuffer *a, *b, *c, *bias; /* bias may be NULL; c NULL: no store (an epilogue whose
@@ -71,10 +76,10 @@ typedef struct Gemm {
     int64_t rdim[FUSE_MAX_RANK]; /* the row's digits, outermost first */
     int64_t img_w;               /* > 0: the columns run as image rows of img_w, then x */
     bool cols_outer;             /* parallel over column blocks, row blocks inside */
-    /* nseg > 0: B is these segments (in order of k0, the first at 0) instead of b, b_off, sb;
-     * gemm() makes b the one segment of the others */
+    /* nseg > 0: B (and maybe A) is these segments, in order of k0, the first at 0, instead of
+     * b, b_off, sb; gemm() makes b the one segment of the others */
     uint32_t nseg;
-    BSeg seg[FUSE_MAX_CONCAT_READ];
+    KSeg seg[FUSE_MAX_CONCAT_READ];
 } Gemm;
 
 typedef struct GemmRun {
@@ -84,9 +89,11 @@ typedef struct GemmRun {
     const LoopBuffer *bpk; /* the column block of B packed as [width/NR][K][NR] (NR = nv * vl)
                               in thread scratch, or NULL: B read in place */
     LoopExpr *abase, *cbase, *zbase;
-    LoopExpr *bbase[FUSE_MAX_CONCAT_READ]; /* by segment: row k of B at bbase + k * ldb */
-    LoopExpr *colbase;                     /* first column of the span */
-    LoopExpr *y;                           /* img_w > 0: the image row */
+    LoopExpr *bbase[FUSE_MAX_CONCAT_READ];     /* by segment: row k of B at bbase + k * ldb */
+    LoopExpr *abase_seg[FUSE_MAX_CONCAT_READ]; /* by segment with its own A: row i's k at
+                                                  abase_seg + i * lda + k */
+    LoopExpr *colbase;                         /* first column of the span */
+    LoopExpr *y;                               /* img_w > 0: the image row */
     LoopExpr *rb; /* cols_outer: the row block (row reductions start at block 0) */
     FusePoint pt[MAX_MR];
     const LoopVar *vacc[PLAN_MAX_SIDES][MAX_MR], *sacc[PLAN_MAX_SIDES][MAX_MR];
@@ -320,12 +327,16 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
             bv[v] = decl(s, kl, sched_fvar(s, "b", lanes),
                          fx_load(s, packed ? r->bpk : g->seg[j].buf, at_v, lanes));
         }
+        const KSeg *sg = &g->seg[j];
+        FUSE_ASSERT(!packed || !sg->a);
         for (uint32_t i = 0; i < r->mr; i++) {
-            LoopExpr *ai = r->apk
+            LoopExpr *ai = sg->a ? ix_add(s, r->abase_seg[j], ix_addc(s, ix_v(s, kv), i * sg->lda))
+                           : r->apk
                                ? ix_add(s, r->abase, ix_addc(s, ix_mulc(s, ix_v(s, kv), r->mr), i))
                                : ix_add(s, r->abase, ix_addc(s, ix_v(s, kv), i * g->lda));
-            LoopVar *av = decl(s, kl, sched_fvar(s, "a", lanes),
-                               fx_bcast(s, fx_load(s, r->apk ? r->apk : g->a, ai, 1), lanes));
+            const LoopBuffer *abuf = sg->a ? sg->a : r->apk ? r->apk : g->a;
+            LoopVar *av =
+                decl(s, kl, sched_fvar(s, "a", lanes), fx_bcast(s, fx_load(s, abuf, ai, 1), lanes));
             for (uint32_t v = 0; v < nv; v++)
                 ls_append(s->p, kl,
                           ls_assign(s->p, acc[i][v],
@@ -372,7 +383,7 @@ static LoopExpr *batch_offset(Sched *s, const Gemm *g, LoopExpr *bt, const int64
 /* Where row k of B would be for k = 0 in segment j of batch bt: row k at this + k * ldb. */
 static LoopExpr *seg_base(Sched *s, const Gemm *g, uint32_t j, LoopExpr *bt)
 {
-    const BSeg *sg = &g->seg[j];
+    const KSeg *sg = &g->seg[j];
     return ix_addc(s, batch_offset(s, g, bt, sg->sb, sg->off), -sg->k0 * g->ldb);
 }
 
@@ -390,7 +401,7 @@ static void gemm_dot_column(Sched *s, LoopStmt *block, LoopExpr *n, const GemmRu
         sacc[i] = decl(s, block, sched_fvar(s, "acc", 1), init);
         vacc[i] = decl(s, block, sched_fvar(s, "vacc", s->vl), fx_c(s, 0.0f, s->vl));
     }
-    FUSE_ASSERT(g->nseg == 1); /* B^T rows are contiguous in k */
+    FUSE_ASSERT(g->nseg == 1 && !g->seg[0].a); /* B^T rows and A rows are contiguous in k */
     LoopVar *bt =
         decl(s, block, sched_ivar(s, "bt"), ix_add(s, r->bbase[0], ix_mulc(s, n, g->ldb)));
     for (int pass = 0; pass < 2; pass++) {
@@ -624,8 +635,10 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     LoopExpr *cb = sched_local(s, body, "cb", batch_offset(s, g, bt, g->sc, g->c_off));
     LoopExpr *zb =
         g->bias ? sched_local(s, body, "zb", batch_offset(s, g, bt, g->sbias, g->bias_off)) : NULL;
-    for (uint32_t j = 0; j < g->nseg; j++)
+    for (uint32_t j = 0; j < g->nseg; j++) {
+        FUSE_ASSERT(!g->seg[j].a); /* A is a weight here */
         r->bbase[j] = sched_local(s, body, "bb", seg_base(s, g, j, bt));
+    }
     if (g->img_w)
         r->y = sched_local(s, body, "y", cbk);
     r->colbase = sched_local(s, body, "col", ix_mulc(s, cbk, width));
@@ -682,8 +695,8 @@ static const LoopBuffer *pack_a(Sched *s, const Gemm *g, uint32_t mr)
 {
     const LoopBuffer *a = g->a;
     int64_t mk = g->m * g->k;
-    if (s->prepare || mr < 2 || a->kind != BUF_PREPARED || g->lda != g->k || a->elems % mk ||
-        g->a_off % mk)
+    if (s->prepare || mr < 2 || g->seg[0].a || a->kind != BUF_PREPARED || g->lda != g->k ||
+        a->elems % mk || g->a_off % mk)
         return NULL;
     for (uint32_t d = 0; d < g->nbatch; d++)
         if (g->sa[d] % mk)
@@ -714,7 +727,7 @@ static void gemm(Sched *s, const Gemm *given)
 {
     Gemm one = *given; /* B as segments: b, b_off and sb as the only one unless given */
     if (!one.nseg) {
-        one.seg[0] = (BSeg){.buf = one.b, .off = one.b_off};
+        one.seg[0] = (KSeg){.buf = one.b, .off = one.b_off};
         memcpy(one.seg[0].sb, one.sb, sizeof one.sb);
         one.nseg = 1;
     }
@@ -746,8 +759,15 @@ static void gemm(Sched *s, const Gemm *given)
     LoopExpr *a = ix_add(s, batch_offset(s, g, bt, g->sa, g->a_off), ix_mulc(s, row0, g->lda));
     LoopExpr *c = ix_add(s, batch_offset(s, g, bt, g->sc, g->c_off), ix_mulc(s, row0, g->ldc));
     r.abase = lx_var(s->p, decl(s, body, sched_ivar(s, "ab"), a));
-    for (uint32_t j = 0; j < g->nseg; j++)
+    for (uint32_t j = 0; j < g->nseg; j++) {
+        const KSeg *sg = &g->seg[j];
         r.bbase[j] = lx_var(s->p, decl(s, body, sched_ivar(s, "bb"), seg_base(s, g, j, bt)));
+        if (sg->a) {
+            LoopExpr *at = ix_add(s, batch_offset(s, g, bt, sg->sa, sg->a_off),
+                                  ix_addc(s, ix_mulc(s, row0, sg->lda), -sg->k0));
+            r.abase_seg[j] = lx_var(s->p, decl(s, body, sched_ivar(s, "as"), at));
+        }
+    }
     r.cbase = lx_var(s->p, decl(s, body, sched_ivar(s, "cb"), c));
     if (g->bias) {
         LoopExpr *z = batch_offset(s, g, bt, g->sbias, g->bias_off);
@@ -808,13 +828,27 @@ void sched_linear(Sched *s, const Node *n)
     int64_t k = xs->dim[xs->rank - 1], o = n->inputs[1]->shape.dim[0];
     Gemm g = {
         .m = shape_numel(xs) / k, .n = o, .k = k, .lda = k, .ldb = o, .ldc = o, .scale = 1.0f};
-    g.a = sched_value(s, n->inputs[0]);
+    const Node *x = n->inputs[0];
     g.dot = use_dot(s, o, k);
     if (g.dot) { /* weight [O, K] is already B^T */
         g.b = sched_value(s, n->inputs[1]);
         g.ldb = k;
     } else {
         g.b = sched_transposed(s, n->inputs[1]);
+    }
+    if (s->plan->read_in_place[x->id]) { /* A's columns from the concat's parts */
+        FUSE_ASSERT(!g.dot);
+        for (uint32_t j = 0; j < x->ninputs; j++) {
+            KSeg *sg = &g.seg[g.nseg++];
+            sg->k0 = j ? g.seg[j - 1].k0 + g.seg[j - 1].lda : 0;
+            sg->a = sched_value(s, x->inputs[j]);
+            sg->lda = x->inputs[j]->shape.dim[xs->rank - 1];
+            sg->buf = g.b;
+            sg->off = sg->k0 * g.ldb;
+        }
+        g.a = g.seg[0].a;
+    } else {
+        g.a = sched_value(s, x);
     }
     g.bias = n->ninputs > 2 ? sched_value(s, n->inputs[2]) : NULL;
     g.c = gemm_dest(s, n);
@@ -934,7 +968,7 @@ void conv_pointwise(Sched *s, const Conv *c)
     g.sc[1] = c->og * hw;
     g.sbias[1] = c->og;
     for (uint32_t j = 0; j < c->nparts; j++) { /* a concat's parts (one group) */
-        BSeg *sg = &g.seg[g.nseg++];
+        KSeg *sg = &g.seg[g.nseg++];
         sg->buf = c->part[j];
         sg->k0 = j ? g.seg[j - 1].k0 + c->part_c[j - 1] : 0;
         sg->sb[0] = c->part_c[j] * hw;

@@ -91,8 +91,8 @@ typedef struct Plan {
     /* by node id: the concat whose buffer this value is written into, at its slice, instead of
      * a buffer of its own (the concat then copies only its other inputs), or NULL */
     const Node **into;
-    /* by node id: a concat its only user, a 1x1 conv, reads part by part from the parts'
-     * buffers (conv_reads_concat_in_place); it has no group and no buffer */
+    /* by node id: a concat its only user, a 1x1 conv or a linear, reads part by part from the
+     * parts' buffers (contraction_reads_concat_in_place); it has no group and no buffer */
     bool *read_in_place;
 } Plan;
 

@@ -25,8 +25,8 @@
  *   concat       an input of a concat that only the concat reads, made by a pointwise root or a
  *                side reduction, is stored by its producer straight into the concat's slice; a
  *                concat whose inputs are all stored so runs no kernel. A concat whose only user
- *                is a 1x1 conv that reads its parts where they are (conv_reads_concat_in_place)
- *                is in no group and has no buffer.
+ *                is a contraction that reads its parts where they are (a 1x1 conv or a
+ *                linear: contraction_reads_concat_in_place) is in no group and has no buffer.
  * Everything else (softmax, layernorm, pools, concat, attention, reductions of inputs) is a group
  * of its own that reads its operands from buffers. Groups are formed greedily in reverse
  * topological order (each new group grows into its producers), then side reductions attach,
@@ -699,8 +699,8 @@ static void mark_prepared(Planner *pl)
     }
 }
 
-/* Concats read part by part where their parts are, by their only user, a 1x1 conv
- * (conv_reads_concat_in_place): no group, no buffer. */
+/* Concats read part by part where their parts are by their only user, a contraction
+ * (contraction_reads_concat_in_place): no group, no buffer. */
 static void mark_concats_read_in_place(Planner *pl)
 {
     Plan *p = pl->p;
@@ -710,8 +710,8 @@ static void mark_concats_read_in_place(Planner *pl)
         if (n->kind != OP_CONCAT || !p->live[i] || p->pub.prepared[i] || pl->output[i] ||
             pl->nusers[i] != 1)
             continue;
-        const Node *conv = pl->users[i][0];
-        p->read_in_place[i] = conv->inputs[0] == n && conv_reads_concat_in_place(conv);
+        const Node *user = pl->users[i][0];
+        p->read_in_place[i] = user->inputs[0] == n && contraction_reads_concat_in_place(user);
     }
 }
 

@@ -1755,7 +1755,7 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
             continue;
         }
         if (gi < 0) {
-            if (m->kind != OP_CONCAT) /* a concat whose inputs write its slices runs nothing */
+            if (m->kind != OP_CONCAT) /* its inputs write its slices, or its user reads them */
                 bug(spec, "fusion rules: %s %%%u is computed by no group", op_info[m->kind].name,
                     i);
             for (uint32_t k = 0; k < m->ninputs; k++)

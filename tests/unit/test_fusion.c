@@ -366,11 +366,12 @@ static void reductions_in_producer(void **state)
     run_cases(cases, countof(cases));
 }
 
-/* A 1x1 conv over a channel concat reads the parts where they are: the concat has no buffer
- * and runs no kernel (a part computed in the graph is stored once, at its own size). Sizes
- * that take the packed column blocks with a partial last one, the image-row form, partial
- * pools per column block, and a map narrower than a vector. */
-static void concat_read_by_conv(void **state)
+/* A 1x1 conv over a channel concat, or a linear over a concat along its last axis, reads the
+ * parts where they are: the concat has no buffer and runs no kernel (a part computed in the
+ * graph is stored once, at its own size). Sizes that take the packed column blocks with a
+ * partial last one, partial pools per column block, a map narrower than a vector, row blocks
+ * of a linear with a row reduction. */
+static void concat_read_in_place(void **state)
 {
     (void)state;
     static const Case cases[] = {
@@ -391,6 +392,15 @@ static void concat_read_by_conv(void **state)
          G("a: f32[3,4,1,3], b: f32[3,12,1,3]) -> f32[3,8,1,3]",
            "return conv2d(concat(b, a, axis=1), out=8, kernel=1) @c1 * 2"),
          1, NULL},
+        {"linear_parts",
+         G("a: f32[2,37,24], b: f32[2,37,8], c: f32[2,37,5]) -> f32[2,37,20]",
+           "return gelu(linear(concat(a, relu(b), c, axis=2), out=20) @fc)"),
+         2, NULL},
+        {"linear_row_mean",
+         G("a: f32[3,48], b: f32[3,16]) -> (y: f32[3,32], m: f32[3])",
+           "y = linear(concat(b, a, axis=-1), out=32, bias=false) @fc\n"
+           "return y, mean(y, axes=[1])"),
+         1, NULL},
     };
     for (size_t i = 0; i < countof(cases); i++) {
         print_message("%s\n", cases[i].name);
@@ -398,12 +408,12 @@ static void concat_read_by_conv(void **state)
         LoopProgram *p = schedule_case(&t, &cases[i], 8);
         if (p->nkernels != cases[i].kernels)
             fail_msg("%s: %u run kernels, want %u", cases[i].name, p->nkernels, cases[i].kernels);
-        const Node *conv = NULL;
+        const Node *cat = NULL;
         for (uint32_t k = 0; k < t.graph->nnodes; k++)
-            if (t.graph->nodes[k]->kind == OP_CONV2D)
-                conv = t.graph->nodes[k];
-        assert_non_null(conv);
-        int64_t concat_bytes = shape_numel(&conv->inputs[0]->shape) * (int64_t)sizeof(float);
+            if (t.graph->nodes[k]->kind == OP_CONCAT)
+                cat = t.graph->nodes[k];
+        assert_non_null(cat);
+        int64_t concat_bytes = shape_numel(&cat->shape) * (int64_t)sizeof(float);
         if (p->scratch_bytes * 2 >= concat_bytes)
             fail_msg("%s: %lld B of scratch for a concat of %lld B", cases[i].name,
                      (long long)p->scratch_bytes, (long long)concat_bytes);
@@ -822,7 +832,7 @@ int main(void)
         cmocka_unit_test(reductions_in_producer),
         cmocka_unit_test(attention_spellings),
         cmocka_unit_test(row_bands),
-        cmocka_unit_test(concat_read_by_conv),
+        cmocka_unit_test(concat_read_in_place),
         cmocka_unit_test(create_time),
         cmocka_unit_test(weight_transpose_at_create_time),
         cmocka_unit_test(plan_api),

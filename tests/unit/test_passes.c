@@ -273,21 +273,25 @@ static void split_concat_rewrites(void **state)
     assert_int_equal(graph_count_op(opt, OP_CONV2D), 2);
     assert_int_equal(graph_count_op(opt, OP_SLICE), 4);
     test_compile_free(&t);
-    /* a 1x1 conv reads the concat's parts in place unless a part is resampled */
+    /* a 1x1 conv, or a linear of 16 outputs or more, reads the concat's parts in place unless
+     * a part is resampled */
     opt = optimize(&t,
                    "fuse 1\n"
                    "graph g(a: f32[2, 3, 6, 8], b: f32[2, 2, 6, 8], c: f32[2, 2, 3, 4]) -> "
-                   "(y: f32[2, 4, 6, 8], z: f32[2, 4, 6, 8]) {\n"
+                   "(y: f32[2, 4, 6, 8], z: f32[2, 4, 6, 8], w: f32[2, 3, 6, 16]) {\n"
                    "  y = conv2d(concat(a, relu(b), axis=1), out=4, kernel=1) @c\n"
                    "  u = upsample(c, scale=2, mode=nearest)\n"
-                   "  return y, conv2d(concat(a, u, axis=1), out=4, kernel=1) @d\n"
+                   "  z = conv2d(concat(a, u, axis=1), out=4, kernel=1) @d\n"
+                   "  return y, z, linear(concat(a, a, axis=3), out=16) @fc\n"
                    "}\n",
                    NULL, NULL, "split-concat");
-    assert_int_equal(graph_count_op(opt, OP_CONCAT), 1);
+    assert_int_equal(graph_count_op(opt, OP_CONCAT), 2);
     assert_int_equal(graph_count_op(opt, OP_CONV2D), 3);
     assert_int_equal(opt->outputs[0]->kind, OP_CONV2D);
     assert_int_equal(opt->outputs[0]->inputs[0]->kind, OP_CONCAT);
     assert_int_equal(opt->outputs[1]->kind, OP_ADD);
+    assert_int_equal(opt->outputs[2]->kind, OP_LINEAR);
+    assert_int_equal(opt->outputs[2]->inputs[0]->kind, OP_CONCAT);
     test_compile_free(&t);
 }
 
