@@ -1829,7 +1829,11 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
             continue;
         }
         int64_t gi = root < n ? fp->group_of[root] : -1;
-        if (gi < 0 || (root_of[gi] >= 0 && root_of[gi] != root && !side[root]))
+        /* named after the group's last store, a side reduction, or the group's own root (one
+         * only side reductions read, with a stored sibling) */
+        bool named = gi >= 0 && strncmp(p->kernels[k]->name, fp->group_name[gi],
+                                        strlen(fp->group_name[gi])) == 0;
+        if (gi < 0 || (root_of[gi] >= 0 && root_of[gi] != root && !side[root] && !named))
             bug(spec, "run kernel %s belongs to no group", p->kernels[k]->name);
         kernels[gi]++;
         credit_band(p->kernels[k], fp, kernels, spec);
