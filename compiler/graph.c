@@ -227,6 +227,13 @@ bool contraction_reads_concat_in_place(const Node *n)
            pw == 0 && n->attr.conv.groups == 1 && n->shape.dim[2] * n->shape.dim[3] > 1;
 }
 
+bool contraction_packs_input(const Node *n)
+{
+    return n->kind == OP_CONV2D && n->attr.conv.kh == 1 && n->attr.conv.kw == 1 &&
+           n->attr.conv.stride_h == 1 && n->attr.conv.stride_w == 1 && n->attr.conv.pad_h == 0 &&
+           n->attr.conv.pad_w == 0 && n->attr.conv.groups == 1;
+}
+
 static const char *bool_text(bool b)
 {
     return b ? "true" : "false";

@@ -217,6 +217,9 @@ uint32_t graph_count_op(const Graph *g, OpKind kind);
  * by segments of columns; at most FUSE_MAX_CONCAT_READ parts. Such a concat needs no buffer when
  * n is its only user (split-concat and the planner both ask). */
 bool contraction_reads_concat_in_place(const Node *n);
+/* True when n is a 1x1 conv (stride 1, no padding, one group) over a 4-D map: a GEMM whose
+ * column blocks are image rows of its input, which it can compute while packing them. */
+bool contraction_packs_input(const Node *n);
 
 /* Cost of the graph as written (LANGUAGE.md §5 `bench`): FLOPs, and bytes of each input,
  * output and weight once. */

@@ -5,8 +5,9 @@
  * weights is lowered, in topological order and with the same lowerings as run kernels, into
  * prepare kernels (serial loops): they read BUF_PARAM, write BUF_PREPARED when a run kernel
  * reads the result and BUF_SCRATCH when only other prepare kernels do. Then each group of the
- * plan becomes its run kernels, in order. Buffers: graph inputs are BUF_INPUT (index = input
- * position), outputs BUF_OUTPUT (index = output position), every weight a BUF_PARAM (index =
+ * plan becomes its run kernels, in order (a pointwise group a 1x1 conv computes while packing
+ * its input, sched_prologue_deferred, runs none). Buffers: graph inputs are BUF_INPUT (index =
+ * input position), outputs BUF_OUTPUT (index = output position), every weight a BUF_PARAM (index =
  * param position); a weight a run kernel reads gets a prepared copy (or transpose), and a
  * weight no run kernel reads is not kept. Each stored value gets a buffer of its own: the
  * output buffer of the first output position it is returned at, otherwise BUF_SCRATCH; values
@@ -639,6 +640,8 @@ LoopProgram *schedule_graph(Ctx *cx, const Graph *g, uint32_t vector_lanes)
     for (uint32_t gi = 0; gi < s.plan->pub.ngroups; gi++) {
         const PlanGroup *grp = &s.plan->groups[gi];
         s.prepare = false;
+        if (sched_prologue_deferred(&s, gi))
+            continue;
         uint32_t banded = sched_band(&s, gi);
         if (banded) {
             gi += banded - 1;

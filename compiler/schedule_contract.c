@@ -15,8 +15,12 @@
  * rows 1 MiB apart that collide in the caches), reused by every row block, while the next
  * block's rows of B are prefetched into L2 a slice per row block (prefetch_next); per row
  * block, the epilogue's upsamples of the image row are built once into thread scratch
- * (fuse_build_rows) and read by the tiles as plain vector loads. The sum over k of each output
- * runs in the same order in every form.
+ * (fuse_build_rows) and read by the tiles as plain vector loads. B may be several buffers, a
+ * range of k each (a concat's parts read in place), and A too (a linear over a concat); or B
+ * may be computed while packing (a prologue: a 1x1 conv's input, a pointwise group's root that
+ * is never stored, one image row per block, its upsampled rows built per channel, the columns
+ * past the whole panels packed after them). The sum over k of each output runs in the same
+ * order in every form.
  * With fewer columns than lanes (and B contiguous along k) the dot form is used instead:
  * vectors along k, reduced across lanes per output.
  *   linear   x [rows, K] times the weight transposed at create time ([K, O]), column bias
@@ -34,6 +38,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "arena.h"
 #include "schedule_internal.h"
 #include "util.h"
 
@@ -80,6 +85,10 @@ typedef struct Gemm {
      * b, b_off, sb; gemm() makes b the one segment of the others */
     uint32_t nseg;
     KSeg seg[FUSE_MAX_CONCAT_READ];
+    /* A prologue (a 1x1 conv's input, a pointwise group's root, never stored): B[k, column]
+     * is its value at (batch, k, image row, x), computed into the packed block (all of it,
+     * the columns that fill no panel included); needs img_w and cols_outer */
+    Fuse *pro;
 } Gemm;
 
 typedef struct GemmRun {
@@ -291,6 +300,28 @@ static void epi_row_sides(Sched *s, const GemmRun *r, LoopStmt *block, LoopExpr 
 
 /* ---- the GEMM ---- */
 
+/* The MR x nv fmas of step kv of segment j: acc[i][v] += A[row i, kv] * bv[v]. */
+static void gemm_tile_fmas(Sched *s, LoopStmt *kl, const GemmRun *r, LoopVar *kv, uint32_t j,
+                           LoopVar *acc[MAX_MR][MAX_NV], LoopVar *const *bv, uint32_t lanes,
+                           uint32_t nv)
+{
+    const Gemm *g = r->g;
+    const KSeg *sg = &g->seg[j];
+    for (uint32_t i = 0; i < r->mr; i++) {
+        LoopExpr *ai = sg->a    ? ix_add(s, r->abase_seg[j], ix_addc(s, ix_v(s, kv), i * sg->lda))
+                       : r->apk ? ix_add(s, r->abase, ix_addc(s, ix_mulc(s, ix_v(s, kv), r->mr), i))
+                                : ix_add(s, r->abase, ix_addc(s, ix_v(s, kv), i * g->lda));
+        const LoopBuffer *abuf = sg->a ? sg->a : r->apk ? r->apk : g->a;
+        LoopVar *av =
+            decl(s, kl, sched_fvar(s, "a", lanes), fx_bcast(s, fx_load(s, abuf, ai, 1), lanes));
+        for (uint32_t v = 0; v < nv; v++)
+            ls_append(s->p, kl,
+                      ls_assign(s->p, acc[i][v],
+                                lx_fma(s->p, lx_var(s->p, av), lx_var(s->p, bv[v]),
+                                       lx_var(s->p, acc[i][v]))));
+    }
+}
+
 /* An MR x nv tile of C at column `at` (of the span; the column is colbase + at): MR * nv
  * accumulators DECLared before the k loop (bias or 0), per k nv vector loads of B's row and MR
  * scalar loads of A broadcast, MR * nv fmas; the stores (through the epilogue) follow the loop.
@@ -314,7 +345,20 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
     bool packed = r->bpk && nv == r->nv && lanes == s->vl; /* a whole panel */
     int64_t nr = (int64_t)r->nv * s->vl;
     LoopExpr *panel = packed ? sched_local(s, block, "pb", ix_mulc(s, at, g->k)) : NULL;
-    for (uint32_t j = 0; j < (packed ? 1 : g->nseg); j++) { /* a k loop per segment of B */
+    if (g->pro && !packed) { /* the columns past the whole panels, packed as [k][rem] */
+        int64_t whole = g->img_w / nr * nr, rem = g->img_w - whole;
+        LoopVar *kv = sched_ivar(s, "k");
+        LoopStmt *kl = sched_for(s, block, kv, ix_c(s, 0), ix_c(s, g->k), 1);
+        LoopExpr *brow = ix_add(s, ix_addc(s, ix_mulc(s, ix_v(s, kv), rem), whole * g->k),
+                                ix_addc(s, at, -whole));
+        LoopVar *bv[MAX_NV];
+        for (uint32_t v = 0; v < nv; v++)
+            bv[v] = decl(s, kl, sched_fvar(s, "b", lanes),
+                         fx_load(s, r->bpk, ix_addc(s, brow, v * lanes), lanes));
+        gemm_tile_fmas(s, kl, r, kv, 0, acc, bv, lanes, nv);
+    }
+    uint32_t loops = packed ? 1 : g->pro ? 0 : g->nseg;
+    for (uint32_t j = 0; j < loops; j++) { /* a k loop per segment of B */
         int64_t k0 = packed ? 0 : g->seg[j].k0, k1 = packed ? g->k : seg_end(g, j);
         LoopVar *kv = sched_ivar(s, "k");
         LoopStmt *kl = sched_for(s, block, kv, ix_c(s, k0), ix_c(s, k1), 1);
@@ -327,22 +371,8 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
             bv[v] = decl(s, kl, sched_fvar(s, "b", lanes),
                          fx_load(s, packed ? r->bpk : g->seg[j].buf, at_v, lanes));
         }
-        const KSeg *sg = &g->seg[j];
-        FUSE_ASSERT(!packed || !sg->a);
-        for (uint32_t i = 0; i < r->mr; i++) {
-            LoopExpr *ai = sg->a ? ix_add(s, r->abase_seg[j], ix_addc(s, ix_v(s, kv), i * sg->lda))
-                           : r->apk
-                               ? ix_add(s, r->abase, ix_addc(s, ix_mulc(s, ix_v(s, kv), r->mr), i))
-                               : ix_add(s, r->abase, ix_addc(s, ix_v(s, kv), i * g->lda));
-            const LoopBuffer *abuf = sg->a ? sg->a : r->apk ? r->apk : g->a;
-            LoopVar *av =
-                decl(s, kl, sched_fvar(s, "a", lanes), fx_bcast(s, fx_load(s, abuf, ai, 1), lanes));
-            for (uint32_t v = 0; v < nv; v++)
-                ls_append(s->p, kl,
-                          ls_assign(s->p, acc[i][v],
-                                    lx_fma(s->p, lx_var(s->p, av), lx_var(s->p, bv[v]),
-                                           lx_var(s->p, acc[i][v]))));
-        }
+        FUSE_ASSERT(!packed || !g->seg[j].a);
+        gemm_tile_fmas(s, kl, r, kv, j, acc, bv, lanes, nv);
     }
     LoopExpr *vals[MAX_NV][MAX_MR];
     for (uint32_t i = 0; i < r->mr; i++)
@@ -527,6 +557,79 @@ static void pack_b(Sched *s, LoopStmt *block, const GemmRun *r, int64_t width, i
     pack_panels(s, part, r, last / nr);
 }
 
+/* The column block (image row r->y of batch bt) computed from the prologue into r->bpk: per
+ * input channel k, the prologue's upsampled rows built once, its whole panels (as pack_panels
+ * lays them out) and the rest as [k][rem] after them. */
+static void pack_prologue(Sched *s, LoopStmt *block, const GemmRun *r, LoopExpr *bt)
+{
+    const Gemm *g = r->g;
+    Fuse *f = g->pro;
+    int64_t nr = (int64_t)r->nv * s->vl, width = g->img_w, np = width / nr, rem = width - np * nr;
+    LoopVar *kv = sched_ivar(s, "k");
+    LoopStmt *kl = sched_for(s, block, kv, ix_c(s, 0), ix_c(s, g->k), 1);
+    FusePoint pt;
+    memset(&pt, 0, sizeof pt);
+    pt.at[0] = bt;
+    pt.at[1] = ix_v(s, kv);
+    pt.at[2] = r->y;
+    pt.lane_axis = 3;
+    fuse_build_rows(s, f, &pt, 1, 3, width, kl);
+    if (np > 0) {
+        LoopExpr *dst = sched_local(s, kl, "dst", ix_mulc(s, ix_v(s, kv), nr));
+        LoopVar *j = sched_ivar(s, "j");
+        LoopStmt *jl = sched_for(s, kl, j, ix_c(s, 0), ix_c(s, np), 1);
+        for (uint32_t v = 0; v < r->nv; v++) {
+            FusePoint at = pt;
+            at.at[3] = ix_addc(s, ix_mulc(s, ix_v(s, j), nr), v * s->vl);
+            at.lanes = s->vl;
+            LoopExpr *di = ix_add(s, dst, ix_addc(s, ix_mulc(s, ix_v(s, j), nr * g->k), v * s->vl));
+            ls_append(s->p, jl, ls_store(s->p, r->bpk, di, fuse_value(s, f, &at, jl)));
+        }
+    }
+    LoopExpr *rest =
+        rem ? sched_local(s, kl, "rest", ix_addc(s, ix_mulc(s, ix_v(s, kv), rem), np * nr * g->k))
+            : NULL;
+    for (int64_t c = 0; c < rem;) {
+        uint32_t lanes = rem - c >= (int64_t)s->vl ? s->vl : 1;
+        FusePoint at = pt;
+        at.at[3] = ix_c(s, np * nr + c);
+        at.lanes = lanes;
+        ls_append(s->p, kl, ls_store(s->p, r->bpk, ix_addc(s, rest, c), fuse_value(s, f, &at, kl)));
+        c += lanes;
+    }
+    fuse_unbuild(f);
+}
+
+/* Software prefetch (into L2) of the prologue's full-size operands at the next image row
+ * while row block rb runs: channels [rb * per, (rb + 1) * per), so that the next block's
+ * rows are asked for once, spread over the row blocks (as prefetch_next does for B). */
+static void prefetch_prologue(Sched *s, LoopStmt *block, const GemmRun *r, LoopExpr *bt,
+                              int64_t mblk)
+{
+    const Gemm *g = r->g;
+    const Fuse *f = g->pro;
+    int64_t per = (g->k + mblk - 1) / mblk;
+    LoopStmt *then = ls_block(s->p);
+    ls_append(s->p, block,
+              ls_if(s->p, lx_cmp(s->p, LCMP_LT, r->y, ix_c(s, f->dim[2] - 1)), then, NULL));
+    LoopExpr *lo = ix_mulc(s, r->rb, per);
+    LoopExpr *hi = bin(s, LOP_MIN, ix_addc(s, lo, per), ix_c(s, g->k));
+    for (uint32_t i = 0; i < f->nnodes; i++) {
+        const TNode *t = f->nodes[i];
+        if (t->kind != T_LEAF || t->st[3] != 1 || t->st[1] == 0 || t->st[2] == 0)
+            continue;
+        LoopVar *kv = sched_ivar(s, "k");
+        LoopStmt *kl = sched_for(s, then, kv, lo, hi, 1);
+        LoopExpr *row = ix_add(s, ix_mulc(s, bt, t->st[0]),
+                               ix_add(s, ix_mulc(s, ix_v(s, kv), t->st[1]),
+                                      ix_mulc(s, ix_addc(s, r->y, 1), t->st[2])));
+        row = sched_local(s, kl, "pf", ix_addc(s, row, t->off));
+        LoopVar *c = sched_ivar(s, "c");
+        LoopStmt *cl = sched_for(s, kl, c, ix_c(s, 0), ix_c(s, f->dim[3]), 16);
+        ls_append(s->p, cl, ls_prefetch(s->p, t->buf, ix_add(s, row, ix_v(s, c)), 2));
+    }
+}
+
 /* Software prefetch (into L2) of the next column block's rows of B while row block rb runs:
  * rows [rb * per, (rb + 1) * per) of the K rows, so that the whole block is asked for once,
  * spread over the row blocks. Only when the next block is a whole one of the same batch. */
@@ -642,7 +745,9 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     if (g->img_w)
         r->y = sched_local(s, body, "y", cbk);
     r->colbase = sched_local(s, body, "col", ix_mulc(s, cbk, width));
-    if (r->bpk)
+    if (g->pro)
+        pack_prologue(s, body, r, bt);
+    else if (r->bpk)
         pack_b(s, body, r, width, last, cbk, ncb);
     LoopVar *rb = sched_ivar(s, "rb");
     LoopStmt *rl = sched_for(s, body, rb, ix_c(s, 0), ix_c(s, mblk), 1);
@@ -654,7 +759,9 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
         r->zbase = sched_local(s, rl, "zr", g->bias_row ? ix_add(s, zb, row0) : zb);
     bool col_sides = g->epi && g->epi->grp->order == SIDE_TRAILING;
     epi_rows(s, r, bt, row0, rl, col_sides, width);
-    if (r->bpk)
+    if (g->pro)
+        prefetch_prologue(s, rl, r, bt, mblk);
+    else if (r->bpk)
         prefetch_next(s, rl, r, width, last, cbk, ncb, mblk);
     if (g->epi && g->img_w && !s->prepare) { /* upsamples of this image row, per channel */
         FusePoint rows[MAX_MR];
@@ -722,6 +829,17 @@ static const LoopBuffer *pack_a(Sched *s, const Gemm *g, uint32_t mr)
     return pk;
 }
 
+/* Whether a GEMM of m rows, k terms and column blocks of `width` packs `cols` columns of each
+ * block of B. Packing a block costs about as much as 2 row blocks' use of it (BAM's 128 -> 8
+ * reduction ran 0.54 -> 0.40 ms unpacked); from 4 row blocks on it pays. */
+static bool packs_block(const Sched *s, int64_t m, int64_t k, int64_t width, int64_t cols)
+{
+    uint32_t mr, nv;
+    pick_tile(s, m, &mr, &nv);
+    int64_t nr = (int64_t)nv * s->vl;
+    return m / mr >= 4 && width >= nr && k * cols * 4 <= PACK_B_BYTES;
+}
+
 /* Emits the GEMM into the current kernel (which must be empty so far). */
 static void gemm(Sched *s, const Gemm *given)
 {
@@ -745,10 +863,12 @@ static void gemm(Sched *s, const Gemm *given)
         FUSE_ASSERT(!g->dot);
         int64_t width = block_width(s, g, nv);
         int64_t nr = (int64_t)nv * s->vl;
-        /* Packing a block costs about as much as 2 row blocks' use of it (BAM's 128 -> 8
-         * reduction ran 0.54 -> 0.40 ms unpacked); from 4 row blocks on it pays. */
-        if (!s->prepare && mblk >= 4 && width >= nr && g->k * (width / nr) * nr * 4 <= PACK_B_BYTES)
+        if (g->pro) { /* sched_prologue_deferred checked that it packs, remainder included */
+            FUSE_ASSERT(width == g->img_w && packs_block(s, g->m, g->k, width, width));
+            r.bpk = sched_thread(s, "panel", s->k->nvars, g->k * width);
+        } else if (!s->prepare && packs_block(s, g->m, g->k, width, width / nr * nr)) {
             r.bpk = sched_thread(s, "panel", s->k->nvars, g->k * (width / nr) * nr);
+        }
         gemm_cols(s, g, &r, nv, batches, mblk);
         return;
     }
@@ -986,7 +1106,7 @@ void conv_pointwise(Sched *s, const Conv *c)
         g.rdig[1] = 0;
         g.rdim[0] = c->og;
         g.nrdig = 1;
-        if (fuse_merge(f, 3)) {
+        if (c->pro < 0 && fuse_merge(f, 3)) {
             g.cax[2] = 1;
         } else {
             g.cax[2] = 2;
@@ -998,9 +1118,37 @@ void conv_pointwise(Sched *s, const Conv *c)
     /* Column blocks outside: the B block stays in cache across row blocks; needed for row
      * (channel) reductions; column (pixel) reductions are kept per column block and combined
      * by one more kernel (store_partials, finish_partials). */
+    if (c->pro >= 0) { /* B computed while packing, an image row per block */
+        char comment[600];
+        snprintf(comment, sizeof comment, "%s; input packed from %s", s->k->comment,
+                 s->plan->pub.group_name[c->pro]);
+        s->k->comment = arena_strdup(s->p->arena, comment);
+        g.pro = fuse_new_with(s, (uint32_t)c->pro, -1, false);
+        fuse_deps(g.pro);
+        g.img_w = c->w;
+    }
     int64_t width = g.img_w ? g.img_w : COL_BLOCK;
     g.cols_outer = !g.dot && (sides == SIDE_AXIS || (hw + width - 1) / width >= 4);
+    FUSE_ASSERT(!g.pro || g.cols_outer);
     gemm(s, &g);
+}
+
+bool sched_prologue_deferred(const Sched *s, uint32_t gi)
+{
+    const Node *root = s->g->nodes[s->plan->groups[gi].root];
+    if (s->prepare || !s->plan->packed_by_user[root->id])
+        return false;
+    const Node *conv = NULL; /* the only user (schedule_plan.c) */
+    for (uint32_t i = root->id + 1; i < s->g->nnodes && !conv; i++)
+        if (s->plan->live[i] && s->g->nodes[i]->inputs[0] == root)
+            conv = s->g->nodes[i];
+    FUSE_ASSERT(conv && conv->kind == OP_CONV2D);
+    const Shape *xs = &root->shape;
+    int64_t o = conv->shape.dim[1], k = xs->dim[1], h = xs->dim[2], w = xs->dim[3];
+    int32_t cg = s->plan->pub.group_of[conv->id];
+    bool axis_sides = cg >= 0 && s->plan->groups[cg].order == SIDE_AXIS;
+    /* conv_pointwise's column blocks are then image rows, parallel outside (cols_outer) */
+    return h * w > 1 && (axis_sides || h >= 4) && packs_block(s, o, k, w, w);
 }
 
 /* ---- multi-head attention ---- */

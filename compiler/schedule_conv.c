@@ -57,7 +57,10 @@ static Conv conv_of(Sched *s, const Node *n, const LoopBuffer *x)
     };
     c.og = c.o / c.groups;
     const Node *in = n->inputs[0];
-    if (!x && s->plan->read_in_place[in->id]) {
+    c.pro = -1;
+    if (!x && s->plan->packed_by_user[in->id] && !s->val[in->id]) {
+        c.pro = s->plan->pub.group_of[in->id];
+    } else if (!x && s->plan->read_in_place[in->id]) {
         for (uint32_t j = 0; j < in->ninputs; j++) {
             c.part[j] = sched_value(s, in->inputs[j]);
             c.part_c[j] = in->inputs[j]->shape.dim[1];

@@ -94,6 +94,10 @@ typedef struct Plan {
     /* by node id: a concat its only user, a 1x1 conv or a linear, reads part by part from the
      * parts' buffers (contraction_reads_concat_in_place); it has no group and no buffer */
     bool *read_in_place;
+    /* by node id: the root of a pointwise group whose only user is a 1x1 conv's input
+     * (contraction_packs_input): the conv may compute it while packing its column blocks
+     * (sched_prologue_deferred), the group then running no kernel of its own */
+    bool *packed_by_user;
 } Plan;
 
 /* The plan of g in cx->loop_arena (schedule_plan without the public wrapper). */
@@ -401,10 +405,17 @@ typedef struct Conv {
     uint32_t nparts;
     const LoopBuffer *part[FUSE_MAX_CONCAT_READ];
     int64_t part_c[FUSE_MAX_CONCAT_READ];
+    /* >= 0: x is NULL and the input is the root of this pointwise group, computed while the
+     * column blocks are packed (sched_prologue_deferred) */
+    int32_t pro;
 } Conv;
 
 /* 1x1, stride 1, no padding: per (image, group), W [og, cg] times X [cg, H*W] (a GEMM). */
 void conv_pointwise(Sched *s, const Conv *c);
+/* True when group gi is a pointwise group its consumer, a 1x1 conv, computes while packing its
+ * column blocks (Plan.packed_by_user, and the conv's GEMM packs them): gi then runs no kernel
+ * of its own and its root gets no buffer. */
+bool sched_prologue_deferred(const Sched *s, uint32_t gi);
 /* The largest power of two <= max dividing m; the register tile (mr rows by nv vectors) of a
  * contraction with m rows for the schedule's vector width (schedule_contract.c). */
 uint32_t pick_mr(int64_t m, uint32_t max);

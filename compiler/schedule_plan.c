@@ -27,6 +27,9 @@
  *                concat whose inputs are all stored so runs no kernel. A concat whose only user
  *                is a contraction that reads its parts where they are (a 1x1 conv or a
  *                linear: contraction_reads_concat_in_place) is in no group and has no buffer.
+ *   prologue     a pointwise group whose root only a 1x1 conv reads (no sibling, no side
+ *                reduction, not an output) is marked packed_by_user: the conv may compute it
+ *                while packing its column blocks, and the group then runs no kernel.
  * Everything else (softmax, layernorm, pools, concat, attention, reductions of inputs) is a group
  * of its own that reads its operands from buffers. Groups are formed greedily in reverse
  * topological order (each new group grows into its producers), then side reductions attach,
@@ -715,6 +718,27 @@ static void mark_concats_read_in_place(Planner *pl)
     }
 }
 
+/* Pointwise groups a 1x1 conv may compute while packing its input (Plan.packed_by_user): the
+ * root read by the conv alone, stored only for it (no sibling, no side reduction). */
+static void mark_packed_by_user(Planner *pl)
+{
+    Plan *p = pl->p;
+    p->packed_by_user = ARENA_ARRAY(pl->a, bool, pl->n + 1);
+    for (uint32_t gi = 0; gi < pl->ngroups; gi++) {
+        const PlanGroup *grp = &pl->groups[gi];
+        const Node *root = pl->g->nodes[grp->root];
+        if (pl->dead_group[gi] || grp->kind != GROUP_POINTWISE || grp->nextra || grp->nside ||
+            !grp->store_root || pl->output[root->id] || pl->nusers[root->id] != 1 ||
+            p->into[root->id])
+            continue;
+        const Node *conv = pl->users[root->id][0];
+        p->packed_by_user[root->id] = conv->kind == OP_CONV2D && conv->inputs[0] == root &&
+                                      pl->group[conv->id] >= 0 &&
+                                      pl->groups[pl->group[conv->id]].anchor == (int32_t)conv->id &&
+                                      contraction_packs_input(conv);
+    }
+}
+
 static const char *group_name(Planner *pl, const PlanGroup *grp)
 {
     const Node *root = pl->g->nodes[grp->root];
@@ -806,6 +830,7 @@ Plan *sched_plan(Ctx *cx, const Graph *g)
     for (uint32_t i = 0; i < n; i++)
         if (pl.group[i] >= 0 && g->nodes[i]->kind == OP_CONCAT && p->role[i] == ROLE_ROOT)
             eliminate_concat(&pl, g->nodes[i]);
+    mark_packed_by_user(&pl);
     if (cx->explain_fusion && cx->diag)
         explain(&pl);
     number_groups(&pl);

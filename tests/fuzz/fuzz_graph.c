@@ -1581,6 +1581,24 @@ static int64_t kernel_root(const char *name, const char *spec)
     return id;
 }
 
+/* A contraction computing its input while packing it (its comment "...; input packed from
+ * NAME") runs that group too. */
+static void credit_prologue(const LoopKernel *k, const FusionPlan *fp, uint32_t *kernels,
+                            const char *spec)
+{
+    static const char lead[] = "; input packed from ";
+    const char *at = k->comment ? strstr(k->comment, lead) : NULL;
+    if (!at)
+        return;
+    at += sizeof lead - 1;
+    for (uint32_t gi = 0; gi < fp->ngroups; gi++)
+        if (strcmp(fp->group_name[gi], at) == 0) {
+            kernels[gi]++;
+            return;
+        }
+    bug(spec, "run kernel %s packs a group that does not exist", k->name);
+}
+
 /* A kernel running several groups in row bands ("k<root>_<op>_bands", its comment "row bands
  * of NAME, NAME, ...; ...") runs each group it names. */
 static void credit_band(const LoopKernel *k, const FusionPlan *fp, uint32_t *kernels,
@@ -1837,6 +1855,7 @@ static void check_fusion_rules(Ctx *cx, const Graph *g, const LoopProgram *p, co
             bug(spec, "run kernel %s belongs to no group", p->kernels[k]->name);
         kernels[gi]++;
         credit_band(p->kernels[k], fp, kernels, spec);
+        credit_prologue(p->kernels[k], fp, kernels, spec);
     }
     if (copies > g->noutputs)
         bug(spec, "%u output copies for %u outputs", copies, g->noutputs);

@@ -422,6 +422,47 @@ static void concat_read_in_place(void **state)
     }
 }
 
+/* A pointwise group read only by a 1x1 conv is computed while the conv packs its column
+ * blocks (image rows): no kernel and no buffer of its own. Rows of 38 (a panel of 24, then a
+ * vector and 6 scalars left), an x2 bilinear upsample built per channel row, a broadcast
+ * operand, a channel mean of the conv; and a row narrower than a panel, where the group keeps
+ * its kernel. */
+static void input_packed_by_conv(void **state)
+{
+    (void)state;
+    static const Case cases[] = {
+        {"up_add",
+         G("h: f32[2,32,24,38], l: f32[2,32,12,19]) -> f32[2,16,24,38]",
+           "u = upsample(l, scale=2, mode=bilinear, align_corners=false)\n"
+           "return relu(conv2d(h + u, out=16, kernel=1) @c)"),
+         1, NULL},
+        {"broadcast_gate",
+         G("x: f32[1,8,6,27], g: f32[1,8,1,1]) -> f32[1,16,6,27]",
+           "return conv2d(relu(x * g), out=16, kernel=1, bias=false) @c"),
+         1, NULL},
+        {"channel_mean",
+         G("x: f32[1,8,2,40]) -> f32[1,2,40]",
+           "return mean(conv2d(tanh(x) + 1, out=16, kernel=1) @c, axes=[1])"),
+         1, NULL},
+        {"narrow_rows",
+         G("x: f32[1,8,9,5]) -> f32[1,16,9,5]", "return conv2d(exp(x), out=16, kernel=1) @c"), 2,
+         NULL},
+    };
+    for (size_t i = 0; i < countof(cases); i++) {
+        print_message("%s\n", cases[i].name);
+        TestCompile t;
+        LoopProgram *p = schedule_case(&t, &cases[i], 8);
+        if (p->nkernels != cases[i].kernels)
+            fail_msg("%s: %u run kernels, want %u", cases[i].name, p->nkernels, cases[i].kernels);
+        int64_t in_bytes = shape_numel(&t.graph->inputs[0]->shape) * (int64_t)sizeof(float);
+        if (cases[i].kernels == 1 && p->scratch_bytes * 2 >= in_bytes)
+            fail_msg("%s: %lld B of scratch for an input of %lld B", cases[i].name,
+                     (long long)p->scratch_bytes, (long long)in_bytes);
+        test_compile_free(&t);
+        check_numerics(&cases[i]);
+    }
+}
+
 /* ---- attention blocks in their common spellings ---- */
 
 /* One spelling of an attention block on x [2, 16, 7, 11]: after the graph passes, as the
@@ -833,6 +874,7 @@ int main(void)
         cmocka_unit_test(attention_spellings),
         cmocka_unit_test(row_bands),
         cmocka_unit_test(concat_read_in_place),
+        cmocka_unit_test(input_packed_by_conv),
         cmocka_unit_test(create_time),
         cmocka_unit_test(weight_transpose_at_create_time),
         cmocka_unit_test(plan_api),
