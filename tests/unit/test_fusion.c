@@ -122,12 +122,19 @@ static LoopProgram *schedule_case(TestCompile *t, const Case *c, uint32_t lanes)
     return p;
 }
 
+/* schedule_case at 8 lanes, with the case's number of run kernels. */
+static LoopProgram *schedule_counted(TestCompile *t, const Case *c)
+{
+    LoopProgram *p = schedule_case(t, c, 8);
+    if (p->nkernels != c->kernels)
+        fail_msg("%s: %u run kernels, want %u", c->name, p->nkernels, c->kernels);
+    return p;
+}
+
 static void check_case(const Case *c)
 {
     TestCompile t;
-    LoopProgram *p = schedule_case(&t, c, 8);
-    if (p->nkernels != c->kernels)
-        fail_msg("%s: %u run kernels, want %u", c->name, p->nkernels, c->kernels);
+    schedule_counted(&t, c);
     if (c->note && !strstr(test_diagnostics(&t), c->note))
         fail_msg("%s: no note \"%s\" in:\n%s", c->name, c->note, test_diagnostics(&t));
     if (!c->note && strstr(test_diagnostics(&t), "not fused"))
@@ -405,9 +412,7 @@ static void concat_read_in_place(void **state)
     for (size_t i = 0; i < countof(cases); i++) {
         print_message("%s\n", cases[i].name);
         TestCompile t;
-        LoopProgram *p = schedule_case(&t, &cases[i], 8);
-        if (p->nkernels != cases[i].kernels)
-            fail_msg("%s: %u run kernels, want %u", cases[i].name, p->nkernels, cases[i].kernels);
+        LoopProgram *p = schedule_counted(&t, &cases[i]);
         const Node *cat = NULL;
         for (uint32_t k = 0; k < t.graph->nnodes; k++)
             if (t.graph->nodes[k]->kind == OP_CONCAT)
@@ -451,9 +456,7 @@ static void input_packed_by_conv(void **state)
     for (size_t i = 0; i < countof(cases); i++) {
         print_message("%s\n", cases[i].name);
         TestCompile t;
-        LoopProgram *p = schedule_case(&t, &cases[i], 8);
-        if (p->nkernels != cases[i].kernels)
-            fail_msg("%s: %u run kernels, want %u", cases[i].name, p->nkernels, cases[i].kernels);
+        LoopProgram *p = schedule_counted(&t, &cases[i]);
         int64_t in_bytes = shape_numel(&t.graph->inputs[0]->shape) * (int64_t)sizeof(float);
         if (cases[i].kernels == 1 && p->scratch_bytes * 2 >= in_bytes)
             fail_msg("%s: %lld B of scratch for an input of %lld B", cases[i].name,
