@@ -218,13 +218,8 @@ bool contraction_reads_concat_in_place(const Node *n)
     if (n->kind == OP_LINEAR) /* never the dot form, which wants whole rows of x */
         return cat->attr.concat.axis == cat->shape.rank - 1 &&
                n->shape.dim[n->shape.rank - 1] >= FUSE_MAX_LANES;
-    if (n->kind != OP_CONV2D)
-        return false;
-    int64_t kh = n->attr.conv.kh, kw = n->attr.conv.kw;
-    int64_t sh = n->attr.conv.stride_h, sw = n->attr.conv.stride_w;
-    int64_t ph = n->attr.conv.pad_h, pw = n->attr.conv.pad_w;
-    return cat->attr.concat.axis == 1 && kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 &&
-           pw == 0 && n->attr.conv.groups == 1 && n->shape.dim[2] * n->shape.dim[3] > 1;
+    return contraction_packs_input(n) && cat->attr.concat.axis == 1 &&
+           n->shape.dim[2] * n->shape.dim[3] > 1;
 }
 
 bool contraction_packs_input(const Node *n)
