@@ -15,7 +15,10 @@
  * rows 1 MiB apart that collide in the caches), reused by every row block, while the next
  * block's rows of B are prefetched into L2 a slice per row block (prefetch_next); per row
  * block, the epilogue's upsamples of the image row are built once into thread scratch
- * (fuse_build_rows) and read by the tiles as plain vector loads. B may be several buffers, a
+ * (fuse_build_rows) and read by the tiles as plain vector loads. A sum of more than KC_MAX
+ * terms runs in k blocks (k_block): each block packed and summed by every row block into C,
+ * the last one through the epilogue, so that a panel stays in L1 and a block in L2 whatever
+ * k is. B may be several buffers, a
  * range of k each (a concat's parts read in place), and A too (a linear over a concat); or B
  * may be computed while packing (a prologue: a 1x1 conv's input, a pointwise group's root that
  * is never stored, one image row per block, its upsampled rows built per channel, the columns
@@ -42,8 +45,10 @@
 #include "schedule_internal.h"
 #include "util.h"
 
-/* PACK_B_BYTES: the largest packed column block of B (per-thread scratch, meant for L2). */
-enum { COL_BLOCK = 256, PACK_B_BYTES = 1 << 20 };
+/* PACK_B_BYTES: the largest packed column block of B (per-thread scratch, meant for L2).
+ * KC_MAX: the most terms of the sum a packed block holds; a longer sum runs in passes (k_block),
+ * so that a panel (KC_MAX x NR) stays in L1 and a block in L2. */
+enum { COL_BLOCK = 256, PACK_B_BYTES = 1 << 20, KC_MAX = 256 };
 
 /* The terms k in [k0, the next segment's k0) of the sum: row k of B at buf + off + the batch
  * offset (strides sb) + (k - k0) * ldb; with `a`, element (i, k) of A at a + a_off + the batch
@@ -91,9 +96,18 @@ typedef struct Gemm {
     Fuse *pro;
 } Gemm;
 
+/* Which part of a sum split in k blocks (k_block) a tile computes: all of it, a block before
+ * the last (its sum, unfinished, stored into C and reloaded by the next), or the last block
+ * (from C's partial sums, through the epilogue). */
+typedef enum KPass { KPASS_ALL, KPASS_PARTIAL, KPASS_LAST } KPass;
+
 typedef struct GemmRun {
     const Gemm *g;
     uint32_t mr, nv;
+    int64_t kc; /* terms per k block: packed panels are [kc][NR] (g->k: one block) */
+    KPass pass;
+    LoopExpr *k0, *k1;     /* the terms [k0, k1) of this pass */
+    LoopExpr *kb;          /* KPASS_PARTIAL: the k block (the first one starts from the bias) */
     const LoopBuffer *apk; /* A packed as [M/MR][K][MR] per matrix, or NULL: A as it is */
     const LoopBuffer *bpk; /* the column block of B packed as [width/NR][K][NR] (NR = nv * vl)
                               in thread scratch, or NULL: B read in place */
@@ -300,6 +314,20 @@ static void epi_row_sides(Sched *s, const GemmRun *r, LoopStmt *block, LoopExpr 
 
 /* ---- the GEMM ---- */
 
+/* The terms of segment j that this pass sums: [k0, k1) within the segment's rows. */
+static void pass_terms(Sched *s, const GemmRun *r, uint32_t j, LoopExpr **k0, LoopExpr **k1)
+{
+    const Gemm *g = r->g;
+    int64_t lo = g->seg[j].k0, hi = seg_end(g, j);
+    if (r->pass == KPASS_ALL) {
+        *k0 = ix_c(s, lo);
+        *k1 = ix_c(s, hi);
+        return;
+    }
+    *k0 = lo > 0 ? bin(s, LOP_MAX, r->k0, ix_c(s, lo)) : r->k0;
+    *k1 = hi < g->k ? bin(s, LOP_MIN, r->k1, ix_c(s, hi)) : r->k1;
+}
+
 /* The MR x nv fmas of step kv of segment j: acc[i][v] += A[row i, kv] * bv[v]. */
 static void gemm_tile_fmas(Sched *s, LoopStmt *kl, const GemmRun *r, LoopVar *kv, uint32_t j,
                            LoopVar *acc[MAX_MR][MAX_NV], LoopVar *const *bv, uint32_t lanes,
@@ -333,18 +361,30 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
     const Gemm *g = r->g;
     LoopExpr *col = ix_add(s, r->colbase, at);
     LoopVar *acc[MAX_MR][MAX_NV];
+    /* a partial pass after the first block: the sums so far, from C */
+    LoopStmt *reload = r->pass == KPASS_PARTIAL ? ls_block(s->p) : NULL;
     for (uint32_t i = 0; i < r->mr; i++)
         for (uint32_t v = 0; v < nv; v++) {
+            LoopExpr *ci = ix_add(s, r->cbase, ix_addc(s, col, i * g->ldc + v * lanes));
             LoopExpr *init = fx_c(s, 0.0f, lanes);
-            if (g->bias && g->bias_row)
+            if (r->pass == KPASS_LAST)
+                init = fx_load(s, g->c, ci, lanes);
+            else if (g->bias && g->bias_row)
                 init = fx_bcast(s, fx_load(s, g->bias, ix_addc(s, r->zbase, i), 1), lanes);
             else if (g->bias && g->scale == 1.0f)
                 init = fx_load(s, g->bias, ix_add(s, r->zbase, ix_addc(s, col, v * lanes)), lanes);
             acc[i][v] = decl(s, block, sched_fvar(s, "acc", lanes), init);
+            if (reload)
+                ls_append(s->p, reload, ls_assign(s->p, acc[i][v], fx_load(s, g->c, ci, lanes)));
         }
+    if (reload)
+        ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_NE, r->kb, ix_c(s, 0)), reload, NULL));
     bool packed = r->bpk && nv == r->nv && lanes == s->vl; /* a whole panel */
     int64_t nr = (int64_t)r->nv * s->vl;
-    LoopExpr *panel = packed ? sched_local(s, block, "pb", ix_mulc(s, at, g->k)) : NULL;
+    /* row k of the panel at pb + k * nr: panel p holds [k0, k1) from p * nr * kc */
+    LoopExpr *panel = packed ? sched_local(s, block, "pb",
+                                           ix_add(s, ix_mulc(s, at, r->kc), ix_mulc(s, r->k0, -nr)))
+                             : NULL;
     if (g->pro && !packed) { /* the columns past the whole panels, packed as [k][rem] */
         int64_t whole = g->img_w / nr * nr, rem = g->img_w - whole;
         LoopVar *kv = sched_ivar(s, "k");
@@ -359,9 +399,11 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
     }
     uint32_t loops = packed ? 1 : g->pro ? 0 : g->nseg;
     for (uint32_t j = 0; j < loops; j++) { /* a k loop per segment of B */
-        int64_t k0 = packed ? 0 : g->seg[j].k0, k1 = packed ? g->k : seg_end(g, j);
+        LoopExpr *k0 = r->k0, *k1 = r->k1;
+        if (!packed)
+            pass_terms(s, r, j, &k0, &k1);
         LoopVar *kv = sched_ivar(s, "k");
-        LoopStmt *kl = sched_for(s, block, kv, ix_c(s, k0), ix_c(s, k1), 1);
+        LoopStmt *kl = sched_for(s, block, kv, k0, k1, 1);
         LoopExpr *brow = packed ? ix_add(s, panel, ix_mulc(s, ix_v(s, kv), nr))
                                 : ix_add(s, r->bbase[j], ix_mulc(s, ix_v(s, kv), g->ldb));
         LoopVar *bv[MAX_NV];
@@ -373,6 +415,15 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
         }
         FUSE_ASSERT(!packed || !g->seg[j].a);
         gemm_tile_fmas(s, kl, r, kv, j, acc, bv, lanes, nv);
+    }
+    if (r->pass == KPASS_PARTIAL) { /* the sums so far, for the next block */
+        for (uint32_t i = 0; i < r->mr; i++)
+            for (uint32_t v = 0; v < nv; v++)
+                ls_append(s->p, block,
+                          ls_store(s->p, g->c,
+                                   ix_add(s, r->cbase, ix_addc(s, col, i * g->ldc + v * lanes)),
+                                   lx_var(s->p, acc[i][v])));
+        return;
     }
     LoopExpr *vals[MAX_NV][MAX_MR];
     for (uint32_t i = 0; i < r->mr; i++)
@@ -517,8 +568,8 @@ static void block_span(Sched *s, LoopStmt *block, const GemmRun *r, int64_t widt
     sched_span(s, part, 0, last, nv, body, ctx, "n");
 }
 
-/* Panels [0, np) of the column block into r->bpk: k outer, so that each row of B is read
- * once, contiguously. */
+/* Panels [0, np) of the column block, the pass's rows [k0, k1) of B, into r->bpk: k outer,
+ * so that each row of B is read once, contiguously. */
 static void pack_panels(Sched *s, LoopStmt *block, const GemmRun *r, int64_t np)
 {
     const Gemm *g = r->g;
@@ -526,17 +577,21 @@ static void pack_panels(Sched *s, LoopStmt *block, const GemmRun *r, int64_t np)
         return;
     int64_t nr = (int64_t)r->nv * s->vl;
     for (uint32_t sg = 0; sg < g->nseg; sg++) {
+        LoopExpr *k0, *k1;
+        pass_terms(s, r, sg, &k0, &k1);
         LoopVar *kv = sched_ivar(s, "k");
-        LoopStmt *kl = sched_for(s, block, kv, ix_c(s, g->seg[sg].k0), ix_c(s, seg_end(g, sg)), 1);
+        LoopStmt *kl = sched_for(s, block, kv, k0, k1, 1);
         LoopExpr *src = sched_local(
             s, kl, "src",
             ix_add(s, ix_add(s, r->bbase[sg], ix_mulc(s, ix_v(s, kv), g->ldb)), r->colbase));
-        LoopExpr *dst = sched_local(s, kl, "dst", ix_mulc(s, ix_v(s, kv), nr));
+        LoopExpr *dst = sched_local(s, kl, "dst",
+                                    ix_mulc(s, ix_add(s, ix_v(s, kv), ix_mulc(s, r->k0, -1)), nr));
         LoopVar *j = sched_ivar(s, "j");
         LoopStmt *jl = sched_for(s, kl, j, ix_c(s, 0), ix_c(s, np), 1);
         for (uint32_t v = 0; v < r->nv; v++) {
             LoopExpr *si = ix_add(s, src, ix_addc(s, ix_mulc(s, ix_v(s, j), nr), v * s->vl));
-            LoopExpr *di = ix_add(s, dst, ix_addc(s, ix_mulc(s, ix_v(s, j), nr * g->k), v * s->vl));
+            LoopExpr *di =
+                ix_add(s, dst, ix_addc(s, ix_mulc(s, ix_v(s, j), nr * r->kc), v * s->vl));
             ls_append(s->p, jl, ls_store(s->p, r->bpk, di, fx_load(s, g->seg[sg].buf, si, s->vl)));
         }
     }
@@ -630,35 +685,42 @@ static void prefetch_prologue(Sched *s, LoopStmt *block, const GemmRun *r, LoopE
     }
 }
 
-/* Software prefetch (into L2) of the next column block's rows of B while row block rb runs:
- * rows [rb * per, (rb + 1) * per) of the K rows, so that the whole block is asked for once,
- * spread over the row blocks. Only when the next block is a whole one of the same batch. */
-static void prefetch_next(Sched *s, LoopStmt *block, const GemmRun *r, int64_t width, int64_t last,
-                          LoopExpr *cbk, int64_t ncb, int64_t mblk)
+/* Software prefetch (into L2) of the rows of B the next pass packs, while row block rb runs:
+ * rows [from, to) of columns [col, col + width), a slice of them per row block, so that they
+ * are asked for once, spread over the row blocks. */
+static void prefetch_rows(Sched *s, LoopStmt *block, const GemmRun *r, LoopExpr *from, LoopExpr *to,
+                          LoopExpr *col, int64_t width, int64_t mblk)
 {
     const Gemm *g = r->g;
-    int64_t upto = ncb - 1 - (last != width); /* blocks before it have a whole next one */
-    if (upto <= 0)
-        return;
-    int64_t per = (g->k + mblk - 1) / mblk;
-    LoopStmt *then = ls_block(s->p);
-    ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_LT, cbk, ix_c(s, upto)), then, NULL));
-    LoopExpr *lo = ix_mulc(s, r->rb, per);
-    LoopExpr *hi = bin(s, LOP_MIN, ix_addc(s, lo, per), ix_c(s, g->k));
+    int64_t per = (r->kc + mblk - 1) / mblk;
+    LoopExpr *lo = ix_add(s, from, ix_mulc(s, r->rb, per));
+    LoopExpr *hi = bin(s, LOP_MIN, ix_addc(s, lo, per), to);
     for (uint32_t sg = 0; sg < g->nseg; sg++) { /* rows [lo, hi) within each segment */
         int64_t k0 = g->seg[sg].k0, k1 = seg_end(g, sg);
-        LoopExpr *from = k0 > 0 ? bin(s, LOP_MAX, lo, ix_c(s, k0)) : lo;
-        LoopExpr *to = k1 < g->k ? bin(s, LOP_MIN, hi, ix_c(s, k1)) : hi;
+        LoopExpr *a = k0 > 0 ? bin(s, LOP_MAX, lo, ix_c(s, k0)) : lo;
+        LoopExpr *b = k1 < g->k ? bin(s, LOP_MIN, hi, ix_c(s, k1)) : hi;
         LoopVar *kv = sched_ivar(s, "k");
-        LoopStmt *kl = sched_for(s, then, kv, from, to, 1);
-        LoopExpr *row =
-            sched_local(s, kl, "pf",
-                        ix_add(s, ix_add(s, r->bbase[sg], ix_mulc(s, ix_v(s, kv), g->ldb)),
-                               ix_addc(s, r->colbase, width)));
+        LoopStmt *kl = sched_for(s, block, kv, a, b, 1);
+        LoopExpr *row = sched_local(
+            s, kl, "pf", ix_add(s, ix_add(s, r->bbase[sg], ix_mulc(s, ix_v(s, kv), g->ldb)), col));
         LoopVar *c = sched_ivar(s, "c");
         LoopStmt *cl = sched_for(s, kl, c, ix_c(s, 0), ix_c(s, width), 16);
         ls_append(s->p, cl, ls_prefetch(s->p, g->seg[sg].buf, ix_add(s, row, ix_v(s, c)), 2));
     }
+}
+
+/* The prefetch of the last (or only) pass: the first k block of the next column block, when
+ * it is a whole one of the same batch. */
+static void prefetch_next(Sched *s, LoopStmt *block, const GemmRun *r, int64_t width, int64_t last,
+                          LoopExpr *cbk, int64_t ncb, int64_t mblk)
+{
+    int64_t upto = ncb - 1 - (last != width); /* blocks before it have a whole next one */
+    if (upto <= 0)
+        return;
+    LoopStmt *then = ls_block(s->p);
+    ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_LT, cbk, ix_c(s, upto)), then, NULL));
+    prefetch_rows(s, then, r, ix_c(s, 0), ix_c(s, r->kc), ix_addc(s, r->colbase, width), width,
+                  mblk);
 }
 
 /* The column reductions of the MR rows over this column block, unfinished, into partial[k] at
@@ -724,6 +786,45 @@ static int64_t block_width(const Sched *s, const Gemm *g, uint32_t nv)
     return g->n < width ? g->n : width;
 }
 
+/* The loop over row blocks (rows row0 = rb * MR on), with A's, C's and the bias's bases for
+ * them given those of the batch. */
+static LoopStmt *row_blocks(Sched *s, LoopStmt *body, GemmRun *r, LoopExpr *ab, LoopExpr *cb,
+                            LoopExpr *zb, int64_t mblk, LoopExpr **row0)
+{
+    const Gemm *g = r->g;
+    LoopVar *rb = sched_ivar(s, "rb");
+    LoopStmt *rl = sched_for(s, body, rb, ix_c(s, 0), ix_c(s, mblk), 1);
+    r->rb = ix_v(s, rb);
+    *row0 = ix_mulc(s, r->rb, r->mr);
+    r->abase = sched_local(s, rl, "ar", ix_add(s, ab, ix_mulc(s, *row0, g->lda)));
+    r->cbase = sched_local(s, rl, "cr", ix_add(s, cb, ix_mulc(s, *row0, g->ldc)));
+    if (g->bias)
+        r->zbase = sched_local(s, rl, "zr", g->bias_row ? ix_add(s, zb, *row0) : zb);
+    return rl;
+}
+
+/* The k blocks before the last of a column block (k_block): each packed, then every row
+ * block's tiles sum it into C (the first from the bias), while the next block's rows of B
+ * are prefetched. bases: A's, C's and the bias's for the batch. */
+static void partial_passes(Sched *s, LoopStmt *body, GemmRun *r, LoopExpr *const *bases,
+                           int64_t width, int64_t last, LoopExpr *cbk, int64_t ncb, int64_t mblk)
+{
+    const Gemm *g = r->g;
+    int64_t nkb = (g->k + r->kc - 1) / r->kc;
+    LoopVar *kb = sched_ivar(s, "kb");
+    LoopStmt *kl = sched_for(s, body, kb, ix_c(s, 0), ix_c(s, nkb - 1), 1);
+    r->pass = KPASS_PARTIAL;
+    r->kb = ix_v(s, kb);
+    r->k0 = sched_local(s, kl, "k0", ix_mulc(s, r->kb, r->kc));
+    r->k1 = sched_local(s, kl, "k1", ix_addc(s, r->k0, r->kc));
+    pack_b(s, kl, r, width, last, cbk, ncb);
+    LoopExpr *row0;
+    LoopStmt *rl = row_blocks(s, kl, r, bases[0], bases[1], bases[2], mblk, &row0);
+    LoopExpr *next_end = bin(s, LOP_MIN, ix_addc(s, r->k1, r->kc), ix_c(s, g->k));
+    prefetch_rows(s, rl, r, r->k1, next_end, r->colbase, width, mblk);
+    block_span(s, rl, r, width, last, cbk, ncb, r->nv, gemm_tile, r);
+}
+
 /* Parallel over (batch, column block), the row blocks in order inside: a column block of B
  * stays in cache for all of them, and row reductions are accumulated in a fixed order. */
 static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t batches,
@@ -745,18 +846,20 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     if (g->img_w)
         r->y = sched_local(s, body, "y", cbk);
     r->colbase = sched_local(s, body, "col", ix_mulc(s, cbk, width));
+    int64_t nkb = (g->k + r->kc - 1) / r->kc;
+    if (nkb > 1) {
+        LoopExpr *bases[3] = {ab, cb, zb};
+        partial_passes(s, body, r, bases, width, last, cbk, ncb, mblk);
+        r->pass = KPASS_LAST;
+        r->k0 = ix_c(s, (nkb - 1) * r->kc);
+        r->k1 = ix_c(s, g->k);
+    }
     if (g->pro)
         pack_prologue(s, body, r, bt);
     else if (r->bpk)
         pack_b(s, body, r, width, last, cbk, ncb);
-    LoopVar *rb = sched_ivar(s, "rb");
-    LoopStmt *rl = sched_for(s, body, rb, ix_c(s, 0), ix_c(s, mblk), 1);
-    r->rb = ix_v(s, rb);
-    LoopExpr *row0 = ix_mulc(s, r->rb, r->mr);
-    r->abase = sched_local(s, rl, "ar", ix_add(s, ab, ix_mulc(s, row0, g->lda)));
-    r->cbase = sched_local(s, rl, "cr", ix_add(s, cb, ix_mulc(s, row0, g->ldc)));
-    if (g->bias)
-        r->zbase = sched_local(s, rl, "zr", g->bias_row ? ix_add(s, zb, row0) : zb);
+    LoopExpr *row0;
+    LoopStmt *rl = row_blocks(s, body, r, ab, cb, zb, mblk, &row0);
     bool col_sides = g->epi && g->epi->grp->order == SIDE_TRAILING;
     epi_rows(s, r, bt, row0, rl, col_sides, width);
     if (g->pro)
@@ -829,6 +932,22 @@ static const LoopBuffer *pack_a(Sched *s, const Gemm *g, uint32_t mr)
     return pk;
 }
 
+/* The terms per k block of a GEMM packing column blocks of `width`: all k when a block of
+ * B holds them (at most KC_MAX rows, PACK_B_BYTES), else k in nearly equal blocks that do.
+ * The blocks run in passes over C (partial_passes): each tile's sums are stored and reloaded
+ * as they are, so the terms are added in the same order and the result does not change.
+ * Not for a prologue (its block is one image row of all k) or with no C to hold the sums. */
+static int64_t k_block(const Gemm *g, int64_t width)
+{
+    int64_t cap = PACK_B_BYTES / (4 * width);
+    if (cap > KC_MAX)
+        cap = KC_MAX;
+    if (g->k <= cap || g->pro || !g->c || cap < 16)
+        return g->k;
+    int64_t nkb = (g->k + cap - 1) / cap;
+    return (g->k + nkb - 1) / nkb;
+}
+
 /* Whether a GEMM of m rows, k terms and column blocks of `width` packs `cols` columns of each
  * block of B. Packing a block costs about as much as 2 row blocks' use of it (BAM's 128 -> 8
  * reduction ran 0.54 -> 0.40 ms unpacked); from 4 row blocks on it pays. */
@@ -856,7 +975,14 @@ static void gemm(Sched *s, const Gemm *given)
     uint32_t mr, nv;
     pick_tile(s, g->m, &mr, &nv);
     int64_t mblk = g->m / mr;
-    GemmRun r = {.g = g, .mr = mr, .nv = nv, .colbase = ix_c(s, 0)};
+    GemmRun r = {.g = g,
+                 .mr = mr,
+                 .nv = nv,
+                 .kc = g->k,
+                 .pass = KPASS_ALL,
+                 .k0 = ix_c(s, 0),
+                 .k1 = ix_c(s, g->k),
+                 .colbase = ix_c(s, 0)};
     if (!g->dot)
         r.apk = pack_a(s, g, mr);
     if (g->cols_outer) {
@@ -866,8 +992,9 @@ static void gemm(Sched *s, const Gemm *given)
         if (g->pro) { /* sched_prologue_deferred checked that it packs, remainder included */
             FUSE_ASSERT(width == g->img_w && packs_block(s, g->m, g->k, width, width));
             r.bpk = sched_thread(s, "panel", s->k->nvars, g->k * width);
-        } else if (!s->prepare && packs_block(s, g->m, g->k, width, width / nr * nr)) {
-            r.bpk = sched_thread(s, "panel", s->k->nvars, g->k * (width / nr) * nr);
+        } else if (!s->prepare && packs_block(s, g->m, k_block(g, width), width, width / nr * nr)) {
+            r.kc = k_block(g, width);
+            r.bpk = sched_thread(s, "panel", s->k->nvars, r.kc * (width / nr) * nr);
         }
         gemm_cols(s, g, &r, nv, batches, mblk);
         return;

@@ -466,6 +466,54 @@ static void input_packed_by_conv(void **state)
     }
 }
 
+/* A 1x1 conv summing more terms than a packed block holds (KC_MAX, 256) runs its column
+ * blocks in k blocks, the sums so far kept in the output: 600 terms as 3 blocks of 200, 513
+ * as 3 of 171, the blocks crossing the concat parts read in place, column reductions and an
+ * upsample in the epilogue (image-row blocks) applied after the last block only, a partial
+ * last column block and row remainders. The packed block is a k block's, not all k's. */
+static void k_blocks(void **state)
+{
+    (void)state;
+    static const Case cases[] = {
+        {"plain",
+         G("x: f32[2,600,37,29]) -> f32[2,16,37,29]",
+           "return relu(batchnorm2d(conv2d(x, out=16, kernel=1) @c) @bn)"),
+         1, NULL},
+        {"concat_parts",
+         G("a: f32[1,250,23,41], b: f32[1,130,23,41], c: f32[1,220,23,41]) -> f32[1,16,23,41]",
+           "return conv2d(concat(a, relu(b), c, axis=1), out=16, kernel=1) @c1"),
+         2, NULL},
+        {"global_pool",
+         G("x: f32[2,513,19,53]) -> (y: f32[2,16,19,53], m: f32[2,16])",
+           "y = conv2d(x, out=16, kernel=1, bias=false) @c\n"
+           "return y, mean(y, axes=[2, 3])"),
+         2, NULL},
+        {"upsampled_epilogue",
+         G("x: f32[1,600,8,300], l: f32[1,16,4,150]) -> f32[1,16,8,300]",
+           "u = upsample(l, scale=2, mode=bilinear, align_corners=false)\n"
+           "return conv2d(x, out=16, kernel=1) @c + u"),
+         1, NULL},
+    };
+    for (size_t i = 0; i < countof(cases); i++) {
+        print_message("%s\n", cases[i].name);
+        TestCompile t;
+        LoopProgram *p = schedule_counted(&t, &cases[i]);
+        int64_t k = 0; /* the conv's terms: its input channels */
+        for (uint32_t j = 0; j < t.graph->nnodes; j++)
+            if (t.graph->nodes[j]->kind == OP_CONV2D)
+                k = t.graph->nodes[j]->inputs[0]->shape.dim[1];
+        int64_t packed = 0; /* the thread's packed block of B, in floats */
+        for (uint32_t j = 0; j < p->nbuffers; j++)
+            if (p->buffers[j]->kind == BUF_THREAD && !strncmp(p->buffers[j]->name, "panel", 5))
+                packed = p->buffers[j]->elems;
+        if (packed <= 0 || packed * 2 > k * 240) /* 8 lanes: a block is 10 panels of 24 */
+            fail_msg("%s: a packed block of %lld floats for %lld terms", cases[i].name,
+                     (long long)packed, (long long)k);
+        test_compile_free(&t);
+        check_numerics(&cases[i]);
+    }
+}
+
 /* ---- attention blocks in their common spellings ---- */
 
 /* One spelling of an attention block on x [2, 16, 7, 11]: after the graph passes, as the
@@ -878,6 +926,7 @@ int main(void)
         cmocka_unit_test(row_bands),
         cmocka_unit_test(concat_read_in_place),
         cmocka_unit_test(input_packed_by_conv),
+        cmocka_unit_test(k_blocks),
         cmocka_unit_test(create_time),
         cmocka_unit_test(weight_transpose_at_create_time),
         cmocka_unit_test(plan_api),
