@@ -97,8 +97,8 @@ typedef struct Gemm {
 } Gemm;
 
 /* Which part of a sum split in k blocks (k_block) a tile computes: all of it, a block before
- * the last (its sum, unfinished, stored into C and reloaded by the next), or the last block
- * (from C's partial sums, through the epilogue). */
+ * the last (its sums, unfinished, stored and reloaded by the next), or the last block (from
+ * those sums, through the epilogue). */
 typedef enum KPass { KPASS_ALL, KPASS_PARTIAL, KPASS_LAST } KPass;
 
 typedef struct GemmRun {
@@ -106,8 +106,12 @@ typedef struct GemmRun {
     uint32_t mr, nv;
     int64_t kc; /* terms per k block: packed panels are [kc][NR] (g->k: one block) */
     KPass pass;
-    LoopExpr *k0, *k1;     /* the terms [k0, k1) of this pass */
-    LoopExpr *kb;          /* KPASS_PARTIAL: the k block (the first one starts from the bias) */
+    LoopExpr *k0, *k1;      /* the terms [k0, k1) of this pass */
+    LoopExpr *kb;           /* KPASS_PARTIAL: the k block (the first one starts from the bias) */
+    const LoopBuffer *sums; /* k blocks: where the sums so far wait, C itself or (no C) thread
+                               scratch as [M][width] for the column block, row i at sbase */
+    LoopExpr *sbase;
+    int64_t sum_ld;
     const LoopBuffer *apk; /* A packed as [M/MR][K][MR] per matrix, or NULL: A as it is */
     const LoopBuffer *bpk; /* the column block of B packed as [width/NR][K][NR] (NR = nv * vl)
                               in thread scratch, or NULL: B read in place */
@@ -350,6 +354,15 @@ static void gemm_tile_fmas(Sched *s, LoopStmt *kl, const GemmRun *r, LoopVar *kv
     }
 }
 
+/* Where row i's sums so far at column col (`at` in the span) + off wait between k blocks. */
+static LoopExpr *sum_index(Sched *s, const GemmRun *r, uint32_t i, LoopExpr *col, LoopExpr *at,
+                           int64_t off)
+{
+    if (r->sums == r->g->c)
+        return ix_add(s, r->cbase, ix_addc(s, col, i * r->g->ldc + off));
+    return ix_add(s, r->sbase, ix_addc(s, at, i * r->sum_ld + off));
+}
+
 /* An MR x nv tile of C at column `at` (of the span; the column is colbase + at): MR * nv
  * accumulators DECLared before the k loop (bias or 0), per k nv vector loads of B's row and MR
  * scalar loads of A broadcast, MR * nv fmas; the stores (through the epilogue) follow the loop.
@@ -365,17 +378,17 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
     LoopStmt *reload = r->pass == KPASS_PARTIAL ? ls_block(s->p) : NULL;
     for (uint32_t i = 0; i < r->mr; i++)
         for (uint32_t v = 0; v < nv; v++) {
-            LoopExpr *ci = ix_add(s, r->cbase, ix_addc(s, col, i * g->ldc + v * lanes));
+            LoopExpr *si = r->pass != KPASS_ALL ? sum_index(s, r, i, col, at, v * lanes) : NULL;
             LoopExpr *init = fx_c(s, 0.0f, lanes);
             if (r->pass == KPASS_LAST)
-                init = fx_load(s, g->c, ci, lanes);
+                init = fx_load(s, r->sums, si, lanes);
             else if (g->bias && g->bias_row)
                 init = fx_bcast(s, fx_load(s, g->bias, ix_addc(s, r->zbase, i), 1), lanes);
             else if (g->bias && g->scale == 1.0f)
                 init = fx_load(s, g->bias, ix_add(s, r->zbase, ix_addc(s, col, v * lanes)), lanes);
             acc[i][v] = decl(s, block, sched_fvar(s, "acc", lanes), init);
             if (reload)
-                ls_append(s->p, reload, ls_assign(s->p, acc[i][v], fx_load(s, g->c, ci, lanes)));
+                ls_append(s->p, reload, ls_assign(s->p, acc[i][v], fx_load(s, r->sums, si, lanes)));
         }
     if (reload)
         ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_NE, r->kb, ix_c(s, 0)), reload, NULL));
@@ -420,8 +433,7 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
         for (uint32_t i = 0; i < r->mr; i++)
             for (uint32_t v = 0; v < nv; v++)
                 ls_append(s->p, block,
-                          ls_store(s->p, g->c,
-                                   ix_add(s, r->cbase, ix_addc(s, col, i * g->ldc + v * lanes)),
+                          ls_store(s->p, r->sums, sum_index(s, r, i, col, at, v * lanes),
                                    lx_var(s->p, acc[i][v])));
         return;
     }
@@ -800,6 +812,8 @@ static LoopStmt *row_blocks(Sched *s, LoopStmt *body, GemmRun *r, LoopExpr *ab, 
     r->cbase = sched_local(s, rl, "cr", ix_add(s, cb, ix_mulc(s, *row0, g->ldc)));
     if (g->bias)
         r->zbase = sched_local(s, rl, "zr", g->bias_row ? ix_add(s, zb, *row0) : zb);
+    if (r->sums && r->sums != g->c)
+        r->sbase = sched_local(s, rl, "sr", ix_mulc(s, *row0, r->sum_ld));
     return rl;
 }
 
@@ -934,15 +948,16 @@ static const LoopBuffer *pack_a(Sched *s, const Gemm *g, uint32_t mr)
 
 /* The terms per k block of a GEMM packing column blocks of `width`: all k when a block of
  * B holds them (at most KC_MAX rows, PACK_B_BYTES), else k in nearly equal blocks that do.
- * The blocks run in passes over C (partial_passes): each tile's sums are stored and reloaded
- * as they are, so the terms are added in the same order and the result does not change.
- * Not for a prologue (its block is one image row of all k) or with no C to hold the sums. */
+ * The blocks run in passes (partial_passes): each tile's sums are stored (into C, or thread
+ * scratch of the block's size without one) and reloaded as they are, so the terms are added
+ * in the same order and the result does not change. Not for a prologue (its block is one
+ * image row of all k). */
 static int64_t k_block(const Gemm *g, int64_t width)
 {
     int64_t cap = PACK_B_BYTES / (4 * width);
     if (cap > KC_MAX)
         cap = KC_MAX;
-    if (g->k <= cap || g->pro || !g->c || cap < 16)
+    if (g->k <= cap || g->pro || cap < 16 || (!g->c && g->m * width * 4 > PACK_B_BYTES))
         return g->k;
     int64_t nkb = (g->k + cap - 1) / cap;
     return (g->k + nkb - 1) / nkb;
@@ -995,6 +1010,10 @@ static void gemm(Sched *s, const Gemm *given)
         } else if (!s->prepare && packs_block(s, g->m, k_block(g, width), width, width / nr * nr)) {
             r.kc = k_block(g, width);
             r.bpk = sched_thread(s, "panel", s->k->nvars, r.kc * (width / nr) * nr);
+            r.sums = g->c;
+            r.sum_ld = width;
+            if (r.kc < g->k && !g->c)
+                r.sums = sched_thread(s, "sums", s->k->nvars, g->m * width);
         }
         gemm_cols(s, g, &r, nv, batches, mblk);
         return;

@@ -468,9 +468,9 @@ static void input_packed_by_conv(void **state)
 
 /* A 1x1 conv summing more terms than a packed block holds (KC_MAX, 256) runs its column
  * blocks in k blocks, the sums so far kept in the output: 600 terms as 3 blocks of 200, 513
- * as 3 of 171, the blocks crossing the concat parts read in place, column reductions and an
- * upsample in the epilogue (image-row blocks) applied after the last block only, a partial
- * last column block and row remainders. The packed block is a k block's, not all k's. */
+ * as 3 of 171, the blocks crossing the concat parts read in place, column and row (channel)
+ * reductions and an upsample in the epilogue (image-row blocks) applied after the last block
+ * only, a partial last column block. The packed block is a k block's, not all k's. */
 static void k_blocks(void **state)
 {
     (void)state;
@@ -488,6 +488,10 @@ static void k_blocks(void **state)
            "y = conv2d(x, out=16, kernel=1, bias=false) @c\n"
            "return y, mean(y, axes=[2, 3])"),
          2, NULL},
+        {"channel_mean",
+         G("x: f32[1,520,12,40]) -> f32[1,12,40]",
+           "return mean(conv2d(x, out=16, kernel=1) @c, axes=[1])"),
+         1, NULL},
         {"upsampled_epilogue",
          G("x: f32[1,600,8,300], l: f32[1,16,4,150]) -> f32[1,16,8,300]",
            "u = upsample(l, scale=2, mode=bilinear, align_corners=false)\n"
