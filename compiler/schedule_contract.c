@@ -6,7 +6,10 @@
  * NV vectors of `vl` columns are accumulated in DECLared vector locals across the k loop (A
  * broadcast from a scalar load, B loaded as vectors), then stored; the columns' remainder runs
  * as single vectors and a scalar tail. Rows are blocked by the largest MR in {8, 4, 2, 1}
- * dividing M, so no row remainder exists. The parallel loop runs over (batch, row block).
+ * dividing M, so no row remainder exists. The parallel loop runs over (batch, row block);
+ * when B is a weight (a linear's), over (batch, chunk of row blocks) instead, B packed at
+ * create time as [N/NR][K][NR] panels and each panel swept by the chunk's row blocks while it
+ * stays in L1 (gemm_weight_panels).
  * A prepared A (a weight) is packed at create time as [M/MR][K][MR] (pack_a), so that the
  * micro-kernel's broadcasts read one contiguous stream. Parallel over column blocks instead
  * (cols_outer: 1x1 convs over many pixels), each column block (one image row when the epilogue
@@ -49,6 +52,8 @@
  * KC_MAX: the most terms of the sum a packed block holds; a longer sum runs in passes (k_block),
  * so that a panel (KC_MAX x NR) stays in L1 and a block in L2. */
 enum { COL_BLOCK = 256, PACK_B_BYTES = 1 << 20, KC_MAX = 256 };
+/* ROW_CHUNK: row blocks per parallel iteration of a GEMM over a weight's packed panels. */
+enum { ROW_CHUNK = 16 };
 
 /* The terms k in [k0, the next segment's k0) of the sum: row k of B at buf + off + the batch
  * offset (strides sb) + (k - k0) * ldb; with `a`, element (i, k) of A at a + a_off + the batch
@@ -113,8 +118,9 @@ typedef struct GemmRun {
     LoopExpr *sbase;
     int64_t sum_ld;
     const LoopBuffer *apk; /* A packed as [M/MR][K][MR] per matrix, or NULL: A as it is */
-    const LoopBuffer *bpk; /* the column block of B packed as [width/NR][K][NR] (NR = nv * vl)
+    const LoopBuffer *bpk; /* the column block of B packed as [width/NR][kc][NR] (NR = nv * vl)
                               in thread scratch, or NULL: B read in place */
+    bool weight_panels;    /* bpk is instead all of a weight B's panels, [N/NR][K][NR] */
     LoopExpr *abase, *cbase, *zbase;
     LoopExpr *bbase[FUSE_MAX_CONCAT_READ];     /* by segment: row k of B at bbase + k * ldb */
     LoopExpr *abase_seg[FUSE_MAX_CONCAT_READ]; /* by segment with its own A: row i's k at
@@ -394,10 +400,14 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
         ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_NE, r->kb, ix_c(s, 0)), reload, NULL));
     bool packed = r->bpk && nv == r->nv && lanes == s->vl; /* a whole panel */
     int64_t nr = (int64_t)r->nv * s->vl;
-    /* row k of the panel at pb + k * nr: panel p holds [k0, k1) from p * nr * kc */
-    LoopExpr *panel = packed ? sched_local(s, block, "pb",
-                                           ix_add(s, ix_mulc(s, at, r->kc), ix_mulc(s, r->k0, -nr)))
-                             : NULL;
+    /* row k of the panel at pb + k * nr: panel p holds [k0, k1) from p * nr * kc, or all k
+     * from p * nr * K */
+    LoopExpr *panel = NULL;
+    if (packed && r->weight_panels)
+        panel = sched_local(s, block, "pb", ix_mulc(s, at, g->k));
+    else if (packed)
+        panel =
+            sched_local(s, block, "pb", ix_add(s, ix_mulc(s, at, r->kc), ix_mulc(s, r->k0, -nr)));
     if (g->pro && !packed) { /* the columns past the whole panels, packed as [k][rem] */
         int64_t whole = g->img_w / nr * nr, rem = g->img_w - whole;
         LoopVar *kv = sched_ivar(s, "k");
@@ -974,6 +984,130 @@ static bool packs_block(const Sched *s, int64_t m, int64_t k, int64_t width, int
     return m / mr >= 4 && width >= nr && k * cols * 4 <= PACK_B_BYTES;
 }
 
+/* Whether B is a weight read as panels packed at create time (pack_b_weight), each panel
+ * swept by the row blocks of a chunk while it stays in L1 (gemm_weight_panels): B prepared,
+ * one segment, no batch strides, whole panels, no side reductions in the epilogue (they
+ * accumulate over a row block's columns in order). */
+static bool uses_weight_panels(const Sched *s, const Gemm *g, const GemmRun *r, int64_t mblk)
+{
+    const KSeg *sg = &g->seg[0];
+    if (s->prepare || g->dot || g->cols_outer || g->nseg != 1 || sg->a || g->img_w ||
+        sg->buf->kind != BUF_PREPARED || g->n < (int64_t)r->nv * s->vl || mblk < 2 || !g->c ||
+        (g->epi && g->epi->nside))
+        return false;
+    for (uint32_t d = 0; d < g->nbatch; d++)
+        if (sg->sb[d])
+            return false;
+    return true;
+}
+
+/* B's whole panels as [N/NR][K][NR], at create time. */
+static const LoopBuffer *pack_b_weight(Sched *s, const Gemm *g, int64_t nr)
+{
+    const KSeg *sg = &g->seg[0];
+    int64_t np = g->n / nr;
+    char name[300], comment[400];
+    snprintf(name, sizeof name, "%s_nr%lld", sg->buf->name, (long long)nr);
+    snprintf(comment, sizeof comment, "%s packed as [%lld][%lld][%lld] panels", sg->buf->name,
+             (long long)np, (long long)g->k, (long long)nr);
+    SchedSave save;
+    const LoopBuffer *pk = sched_prepare_begin(s, name, comment, np * g->k * nr, &save);
+    LoopVar *pv = sched_ivar(s, "p");
+    LoopStmt *pl = sched_for(s, s->k->body, pv, ix_c(s, 0), ix_c(s, np), 1);
+    LoopVar *kv = sched_ivar(s, "k");
+    LoopStmt *kl = sched_for(s, pl, kv, ix_c(s, 0), ix_c(s, g->k), 1);
+    LoopExpr *dst = sched_local(
+        s, kl, "dst", ix_add(s, ix_mulc(s, ix_v(s, pv), g->k * nr), ix_mulc(s, ix_v(s, kv), nr)));
+    LoopExpr *src = sched_local(s, kl, "src",
+                                ix_add(s, ix_addc(s, ix_mulc(s, ix_v(s, kv), g->ldb), sg->off),
+                                       ix_mulc(s, ix_v(s, pv), nr)));
+    for (int64_t c = 0; c < nr; c++)
+        ls_append(
+            s->p, kl,
+            ls_store(s->p, pk, ix_addc(s, dst, c), fx_load(s, sg->buf, ix_addc(s, src, c), 1)));
+    sched_prepare_end(s, &save);
+    return pk;
+}
+
+/* The row blocks [lo, hi) of a chunk, with A's, C's and the bias's bases and the epilogue's
+ * row values per block. */
+static LoopStmt *chunk_rows(Sched *s, LoopStmt *block, GemmRun *r, LoopExpr *bt, LoopExpr *lo,
+                            LoopExpr *hi, LoopExpr *const *bases)
+{
+    const Gemm *g = r->g;
+    LoopVar *rb = sched_ivar(s, "rb");
+    LoopStmt *rl = sched_for(s, block, rb, lo, hi, 1);
+    LoopExpr *row0 = ix_mulc(s, ix_v(s, rb), r->mr);
+    r->abase = sched_local(s, rl, "ar", ix_add(s, bases[0], ix_mulc(s, row0, g->lda)));
+    r->cbase = sched_local(s, rl, "cr", ix_add(s, bases[1], ix_mulc(s, row0, g->ldc)));
+    if (g->bias)
+        r->zbase = sched_local(s, rl, "zr", g->bias_row ? ix_add(s, bases[2], row0) : bases[2]);
+    epi_rows(s, r, bt, row0, rl, false, g->n);
+    return rl;
+}
+
+/* One pass of gemm_weight_panels over a chunk's row blocks [lo, hi): per whole panel, the row
+ * blocks in turn; then the columns past the whole panels, B read in place. */
+static void weight_panel_pass(Sched *s, LoopStmt *block, GemmRun *r, LoopExpr *bt, LoopExpr *lo,
+                              LoopExpr *hi, LoopExpr *const *bases)
+{
+    const Gemm *g = r->g;
+    int64_t nr = (int64_t)r->nv * s->vl, np = g->n / nr;
+    LoopVar *pv = sched_ivar(s, "p");
+    LoopStmt *pl = sched_for(s, block, pv, ix_c(s, 0), ix_c(s, np), 1);
+    LoopStmt *rl = chunk_rows(s, pl, r, bt, lo, hi, bases);
+    gemm_tile(s, rl, ix_mulc(s, ix_v(s, pv), nr), s->vl, r->nv, r);
+    if (g->epi)
+        fuse_unhoist(g->epi);
+    if (np * nr < g->n) {
+        rl = chunk_rows(s, block, r, bt, lo, hi, bases);
+        sched_span(s, rl, np * nr, g->n, r->nv, gemm_tile, r, "n");
+        if (g->epi)
+            fuse_unhoist(g->epi);
+    }
+}
+
+/* Parallel over (batch, chunk of ROW_CHUNK row blocks): per whole panel of B (packed at create
+ * time, contiguous), the chunk's row blocks in turn, so that the panel is read from L1 and A's
+ * rows from L2 (row blocks outside, all of B would stream through L1 for each). A sum of more
+ * than KC_MAX terms runs in k blocks (as in gemm_cols, the sums so far kept in C), so that a
+ * panel's rows of one block fit L1. Each output's sum runs in the same order as in
+ * gemm_columns. */
+static void gemm_weight_panels(Sched *s, const Gemm *g, GemmRun *r, int64_t batches, int64_t mblk)
+{
+    int64_t nchunk = (mblk + ROW_CHUNK - 1) / ROW_CHUNK;
+    r->bpk = pack_b_weight(s, g, (int64_t)r->nv * s->vl);
+    r->weight_panels = true;
+    LoopVar *t = sched_ivar(s, "t");
+    LoopStmt *body = sched_par(s, t, batches * nchunk);
+    LoopExpr *ch = ix_mod(s, ix_v(s, t), nchunk), *bt = ix_div(s, ix_v(s, t), nchunk);
+    LoopExpr *bases[3] = {
+        sched_local(s, body, "ab", batch_offset(s, g, bt, g->sa, g->a_off)),
+        sched_local(s, body, "cb", batch_offset(s, g, bt, g->sc, g->c_off)),
+        g->bias ? sched_local(s, body, "zb", batch_offset(s, g, bt, g->sbias, g->bias_off)) : NULL};
+    r->bbase[0] = sched_local(s, body, "bb", seg_base(s, g, 0, bt));
+    LoopExpr *lo = sched_local(s, body, "rb0", ix_mulc(s, ch, ROW_CHUNK));
+    LoopExpr *hi =
+        sched_local(s, body, "rb1", bin(s, LOP_MIN, ix_addc(s, lo, ROW_CHUNK), ix_c(s, mblk)));
+    int64_t nkb = (g->k + KC_MAX - 1) / KC_MAX;
+    if (nkb > 1) {
+        r->kc = (g->k + nkb - 1) / nkb;
+        nkb = (g->k + r->kc - 1) / r->kc;
+        r->sums = g->c;
+        LoopVar *kb = sched_ivar(s, "kb");
+        LoopStmt *kl = sched_for(s, body, kb, ix_c(s, 0), ix_c(s, nkb - 1), 1);
+        r->pass = KPASS_PARTIAL;
+        r->kb = ix_v(s, kb);
+        r->k0 = sched_local(s, kl, "k0", ix_mulc(s, r->kb, r->kc));
+        r->k1 = sched_local(s, kl, "k1", ix_addc(s, r->k0, r->kc));
+        weight_panel_pass(s, kl, r, bt, lo, hi, bases);
+        r->pass = KPASS_LAST;
+        r->k0 = ix_c(s, (nkb - 1) * r->kc);
+        r->k1 = ix_c(s, g->k);
+    }
+    weight_panel_pass(s, body, r, bt, lo, hi, bases);
+}
+
 /* Emits the GEMM into the current kernel (which must be empty so far). */
 static void gemm(Sched *s, const Gemm *given)
 {
@@ -1016,6 +1150,10 @@ static void gemm(Sched *s, const Gemm *given)
                 r.sums = sched_thread(s, "sums", s->k->nvars, g->m * width);
         }
         gemm_cols(s, g, &r, nv, batches, mblk);
+        return;
+    }
+    if (uses_weight_panels(s, g, &r, mblk)) {
+        gemm_weight_panels(s, g, &r, batches, mblk);
         return;
     }
     LoopVar *t = sched_ivar(s, "t");

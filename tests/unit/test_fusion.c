@@ -518,6 +518,37 @@ static void k_blocks(void **state)
     }
 }
 
+/* A linear's weight is packed as panels at create time and each panel swept by a chunk of row
+ * blocks: 600 terms in 3 k blocks of 200 (the sums so far kept in the output), columns past
+ * the whole panels, a last chunk of fewer row blocks (37 blocks of 2 rows), an epilogue
+ * reading the input, batch axes flattened into the rows. */
+static void weight_panels(void **state)
+{
+    (void)state;
+    static const Case cases[] = {
+        {"k_blocks_gelu",
+         G("x: f32[2,37,600]) -> f32[2,37,40]", "return gelu(linear(x, out=40) @fc)"), 1, NULL},
+        {"residual", G("x: f32[1,100,96]) -> f32[1,100,96]", "return linear(x, out=96) @fc + x"), 1,
+         NULL},
+        {"scaled_no_bias",
+         G("x: f32[3,5,7,72]) -> f32[3,5,7,50]", "return linear(x, out=50, bias=false) @fc * 0.5"),
+         1, NULL},
+    };
+    for (size_t i = 0; i < countof(cases); i++) {
+        print_message("%s\n", cases[i].name);
+        TestCompile t;
+        LoopProgram *p = schedule_counted(&t, &cases[i]);
+        bool panels = false;
+        for (uint32_t j = 0; j < p->nbuffers; j++)
+            panels = panels ||
+                     (p->buffers[j]->kind == BUF_PREPARED && strstr(p->buffers[j]->name, "_nr"));
+        if (!panels)
+            fail_msg("%s: the weight is not packed as panels", cases[i].name);
+        test_compile_free(&t);
+        check_numerics(&cases[i]);
+    }
+}
+
 /* ---- attention blocks in their common spellings ---- */
 
 /* One spelling of an attention block on x [2, 16, 7, 11]: after the graph passes, as the
@@ -931,6 +962,7 @@ int main(void)
         cmocka_unit_test(concat_read_in_place),
         cmocka_unit_test(input_packed_by_conv),
         cmocka_unit_test(k_blocks),
+        cmocka_unit_test(weight_panels),
         cmocka_unit_test(create_time),
         cmocka_unit_test(weight_transpose_at_create_time),
         cmocka_unit_test(plan_api),
