@@ -808,20 +808,20 @@ static int64_t block_width(const Sched *s, const Gemm *g, uint32_t nv)
     return g->n < width ? g->n : width;
 }
 
-/* The loop over row blocks (rows row0 = rb * MR on), with A's, C's and the bias's bases for
- * them given those of the batch. */
-static LoopStmt *row_blocks(Sched *s, LoopStmt *body, GemmRun *r, LoopExpr *ab, LoopExpr *cb,
-                            LoopExpr *zb, int64_t mblk, LoopExpr **row0)
+/* The loop over row blocks [lo, hi) (rows row0 = rb * MR on), with A's, C's and the bias's
+ * bases for them given those of the batch (bases). */
+static LoopStmt *row_blocks(Sched *s, LoopStmt *body, GemmRun *r, LoopExpr *lo, LoopExpr *hi,
+                            LoopExpr *const *bases, LoopExpr **row0)
 {
     const Gemm *g = r->g;
     LoopVar *rb = sched_ivar(s, "rb");
-    LoopStmt *rl = sched_for(s, body, rb, ix_c(s, 0), ix_c(s, mblk), 1);
+    LoopStmt *rl = sched_for(s, body, rb, lo, hi, 1);
     r->rb = ix_v(s, rb);
     *row0 = ix_mulc(s, r->rb, r->mr);
-    r->abase = sched_local(s, rl, "ar", ix_add(s, ab, ix_mulc(s, *row0, g->lda)));
-    r->cbase = sched_local(s, rl, "cr", ix_add(s, cb, ix_mulc(s, *row0, g->ldc)));
+    r->abase = sched_local(s, rl, "ar", ix_add(s, bases[0], ix_mulc(s, *row0, g->lda)));
+    r->cbase = sched_local(s, rl, "cr", ix_add(s, bases[1], ix_mulc(s, *row0, g->ldc)));
     if (g->bias)
-        r->zbase = sched_local(s, rl, "zr", g->bias_row ? ix_add(s, zb, *row0) : zb);
+        r->zbase = sched_local(s, rl, "zr", g->bias_row ? ix_add(s, bases[2], *row0) : bases[2]);
     if (r->sums && r->sums != g->c)
         r->sbase = sched_local(s, rl, "sr", ix_mulc(s, *row0, r->sum_ld));
     return rl;
@@ -843,7 +843,7 @@ static void partial_passes(Sched *s, LoopStmt *body, GemmRun *r, LoopExpr *const
     r->k1 = sched_local(s, kl, "k1", ix_addc(s, r->k0, r->kc));
     pack_b(s, kl, r, width, last, cbk, ncb);
     LoopExpr *row0;
-    LoopStmt *rl = row_blocks(s, kl, r, bases[0], bases[1], bases[2], mblk, &row0);
+    LoopStmt *rl = row_blocks(s, kl, r, ix_c(s, 0), ix_c(s, mblk), bases, &row0);
     LoopExpr *next_end = bin(s, LOP_MIN, ix_addc(s, r->k1, r->kc), ix_c(s, g->k));
     prefetch_rows(s, rl, r, r->k1, next_end, r->colbase, width, mblk);
     block_span(s, rl, r, width, last, cbk, ncb, r->nv, gemm_tile, r);
@@ -863,6 +863,7 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     LoopExpr *cb = sched_local(s, body, "cb", batch_offset(s, g, bt, g->sc, g->c_off));
     LoopExpr *zb =
         g->bias ? sched_local(s, body, "zb", batch_offset(s, g, bt, g->sbias, g->bias_off)) : NULL;
+    LoopExpr *bases[3] = {ab, cb, zb};
     for (uint32_t j = 0; j < g->nseg; j++) {
         FUSE_ASSERT(!g->seg[j].a); /* A is a weight here */
         r->bbase[j] = sched_local(s, body, "bb", seg_base(s, g, j, bt));
@@ -872,7 +873,6 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     r->colbase = sched_local(s, body, "col", ix_mulc(s, cbk, width));
     int64_t nkb = (g->k + r->kc - 1) / r->kc;
     if (nkb > 1) {
-        LoopExpr *bases[3] = {ab, cb, zb};
         partial_passes(s, body, r, bases, width, last, cbk, ncb, mblk);
         r->pass = KPASS_LAST;
         r->k0 = ix_c(s, (nkb - 1) * r->kc);
@@ -883,7 +883,7 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     else if (r->bpk)
         pack_b(s, body, r, width, last, cbk, ncb);
     LoopExpr *row0;
-    LoopStmt *rl = row_blocks(s, body, r, ab, cb, zb, mblk, &row0);
+    LoopStmt *rl = row_blocks(s, body, r, ix_c(s, 0), ix_c(s, mblk), bases, &row0);
     bool col_sides = g->epi && g->epi->grp->order == SIDE_TRAILING;
     epi_rows(s, r, bt, row0, rl, col_sides, width);
     if (g->pro)
@@ -1029,20 +1029,13 @@ static const LoopBuffer *pack_b_weight(Sched *s, const Gemm *g, int64_t nr)
     return pk;
 }
 
-/* The row blocks [lo, hi) of a chunk, with A's, C's and the bias's bases and the epilogue's
- * row values per block. */
+/* The row blocks [lo, hi) of a chunk, with the epilogue's row values per block. */
 static LoopStmt *chunk_rows(Sched *s, LoopStmt *block, GemmRun *r, LoopExpr *bt, LoopExpr *lo,
                             LoopExpr *hi, LoopExpr *const *bases)
 {
-    const Gemm *g = r->g;
-    LoopVar *rb = sched_ivar(s, "rb");
-    LoopStmt *rl = sched_for(s, block, rb, lo, hi, 1);
-    LoopExpr *row0 = ix_mulc(s, ix_v(s, rb), r->mr);
-    r->abase = sched_local(s, rl, "ar", ix_add(s, bases[0], ix_mulc(s, row0, g->lda)));
-    r->cbase = sched_local(s, rl, "cr", ix_add(s, bases[1], ix_mulc(s, row0, g->ldc)));
-    if (g->bias)
-        r->zbase = sched_local(s, rl, "zr", g->bias_row ? ix_add(s, bases[2], row0) : bases[2]);
-    epi_rows(s, r, bt, row0, rl, false, g->n);
+    LoopExpr *row0;
+    LoopStmt *rl = row_blocks(s, block, r, lo, hi, bases, &row0);
+    epi_rows(s, r, bt, row0, rl, false, r->g->n);
     return rl;
 }
 
