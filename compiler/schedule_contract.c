@@ -324,18 +324,25 @@ static void epi_row_sides(Sched *s, const GemmRun *r, LoopStmt *block, LoopExpr 
 
 /* ---- the GEMM ---- */
 
+/* The rows [lo, hi) of B within segment j's rows: [*a, *b). */
+static void seg_clip(Sched *s, const Gemm *g, uint32_t j, LoopExpr *lo, LoopExpr *hi, LoopExpr **a,
+                     LoopExpr **b)
+{
+    int64_t k0 = g->seg[j].k0, k1 = seg_end(g, j);
+    *a = k0 > 0 ? bin(s, LOP_MAX, lo, ix_c(s, k0)) : lo;
+    *b = k1 < g->k ? bin(s, LOP_MIN, hi, ix_c(s, k1)) : hi;
+}
+
 /* The terms of segment j that this pass sums: [k0, k1) within the segment's rows. */
 static void pass_terms(Sched *s, const GemmRun *r, uint32_t j, LoopExpr **k0, LoopExpr **k1)
 {
     const Gemm *g = r->g;
-    int64_t lo = g->seg[j].k0, hi = seg_end(g, j);
     if (r->pass == KPASS_ALL) {
-        *k0 = ix_c(s, lo);
-        *k1 = ix_c(s, hi);
+        *k0 = ix_c(s, g->seg[j].k0);
+        *k1 = ix_c(s, seg_end(g, j));
         return;
     }
-    *k0 = lo > 0 ? bin(s, LOP_MAX, r->k0, ix_c(s, lo)) : r->k0;
-    *k1 = hi < g->k ? bin(s, LOP_MIN, r->k1, ix_c(s, hi)) : r->k1;
+    seg_clip(s, g, j, r->k0, r->k1, k0, k1);
 }
 
 /* The MR x nv fmas of step kv of segment j: acc[i][v] += A[row i, kv] * bv[v]. */
@@ -718,9 +725,8 @@ static void prefetch_rows(Sched *s, LoopStmt *block, const GemmRun *r, LoopExpr 
     LoopExpr *lo = ix_add(s, from, ix_mulc(s, r->rb, per));
     LoopExpr *hi = bin(s, LOP_MIN, ix_addc(s, lo, per), to);
     for (uint32_t sg = 0; sg < g->nseg; sg++) { /* rows [lo, hi) within each segment */
-        int64_t k0 = g->seg[sg].k0, k1 = seg_end(g, sg);
-        LoopExpr *a = k0 > 0 ? bin(s, LOP_MAX, lo, ix_c(s, k0)) : lo;
-        LoopExpr *b = k1 < g->k ? bin(s, LOP_MIN, hi, ix_c(s, k1)) : hi;
+        LoopExpr *a, *b;
+        seg_clip(s, g, sg, lo, hi, &a, &b);
         LoopVar *kv = sched_ivar(s, "k");
         LoopStmt *kl = sched_for(s, block, kv, a, b, 1);
         LoopExpr *row = sched_local(
