@@ -833,6 +833,36 @@ static LoopStmt *row_blocks(Sched *s, LoopStmt *body, GemmRun *r, LoopExpr *lo, 
     return rl;
 }
 
+/* The loop over the k blocks before the last (r->kc terms each), r set for its passes; the
+ * caller emits a pass into the returned body, then calls begin_last_pass. */
+static LoopStmt *begin_partial_passes(Sched *s, LoopStmt *body, GemmRun *r)
+{
+    int64_t nkb = (r->g->k + r->kc - 1) / r->kc;
+    LoopVar *kb = sched_ivar(s, "kb");
+    LoopStmt *kl = sched_for(s, body, kb, ix_c(s, 0), ix_c(s, nkb - 1), 1);
+    r->pass = KPASS_PARTIAL;
+    r->kb = ix_v(s, kb);
+    r->k0 = sched_local(s, kl, "k0", ix_mulc(s, r->kb, r->kc));
+    r->k1 = sched_local(s, kl, "k1", ix_addc(s, r->k0, r->kc));
+    return kl;
+}
+
+/* r set for the last k block's pass, which goes through the epilogue. */
+static void begin_last_pass(Sched *s, GemmRun *r)
+{
+    int64_t nkb = (r->g->k + r->kc - 1) / r->kc;
+    r->pass = KPASS_LAST;
+    r->k0 = ix_c(s, (nkb - 1) * r->kc);
+    r->k1 = ix_c(s, r->g->k);
+}
+
+/* k in nearly equal blocks of at most cap terms: the terms per block. */
+static int64_t even_k_blocks(int64_t k, int64_t cap)
+{
+    int64_t nkb = (k + cap - 1) / cap;
+    return (k + nkb - 1) / nkb;
+}
+
 /* The k blocks before the last of a column block (k_block): each packed, then every row
  * block's tiles sum it into C (the first from the bias), while the next block's rows of B
  * are prefetched. bases: A's, C's and the bias's for the batch. */
@@ -840,13 +870,7 @@ static void partial_passes(Sched *s, LoopStmt *body, GemmRun *r, LoopExpr *const
                            int64_t width, int64_t last, LoopExpr *cbk, int64_t ncb, int64_t mblk)
 {
     const Gemm *g = r->g;
-    int64_t nkb = (g->k + r->kc - 1) / r->kc;
-    LoopVar *kb = sched_ivar(s, "kb");
-    LoopStmt *kl = sched_for(s, body, kb, ix_c(s, 0), ix_c(s, nkb - 1), 1);
-    r->pass = KPASS_PARTIAL;
-    r->kb = ix_v(s, kb);
-    r->k0 = sched_local(s, kl, "k0", ix_mulc(s, r->kb, r->kc));
-    r->k1 = sched_local(s, kl, "k1", ix_addc(s, r->k0, r->kc));
+    LoopStmt *kl = begin_partial_passes(s, body, r);
     pack_b(s, kl, r, width, last, cbk, ncb);
     LoopExpr *row0;
     LoopStmt *rl = row_blocks(s, kl, r, ix_c(s, 0), ix_c(s, mblk), bases, &row0);
@@ -880,9 +904,7 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
     int64_t nkb = (g->k + r->kc - 1) / r->kc;
     if (nkb > 1) {
         partial_passes(s, body, r, bases, width, last, cbk, ncb, mblk);
-        r->pass = KPASS_LAST;
-        r->k0 = ix_c(s, (nkb - 1) * r->kc);
-        r->k1 = ix_c(s, g->k);
+        begin_last_pass(s, r);
     }
     if (g->pro)
         pack_prologue(s, body, r, bt);
@@ -975,8 +997,7 @@ static int64_t k_block(const Gemm *g, int64_t width)
         cap = KC_MAX;
     if (g->k <= cap || g->pro || cap < 16 || (!g->c && g->m * width * 4 > PACK_B_BYTES))
         return g->k;
-    int64_t nkb = (g->k + cap - 1) / cap;
-    return (g->k + nkb - 1) / nkb;
+    return even_k_blocks(g->k, cap);
 }
 
 /* Whether a GEMM of m rows, k terms and column blocks of `width` packs `cols` columns of each
@@ -1088,21 +1109,11 @@ static void gemm_weight_panels(Sched *s, const Gemm *g, GemmRun *r, int64_t batc
     LoopExpr *lo = sched_local(s, body, "rb0", ix_mulc(s, ch, ROW_CHUNK));
     LoopExpr *hi =
         sched_local(s, body, "rb1", bin(s, LOP_MIN, ix_addc(s, lo, ROW_CHUNK), ix_c(s, mblk)));
-    int64_t nkb = (g->k + KC_MAX - 1) / KC_MAX;
-    if (nkb > 1) {
-        r->kc = (g->k + nkb - 1) / nkb;
-        nkb = (g->k + r->kc - 1) / r->kc;
+    if (g->k > KC_MAX) {
+        r->kc = even_k_blocks(g->k, KC_MAX);
         r->sums = g->c;
-        LoopVar *kb = sched_ivar(s, "kb");
-        LoopStmt *kl = sched_for(s, body, kb, ix_c(s, 0), ix_c(s, nkb - 1), 1);
-        r->pass = KPASS_PARTIAL;
-        r->kb = ix_v(s, kb);
-        r->k0 = sched_local(s, kl, "k0", ix_mulc(s, r->kb, r->kc));
-        r->k1 = sched_local(s, kl, "k1", ix_addc(s, r->k0, r->kc));
-        weight_panel_pass(s, kl, r, bt, lo, hi, bases);
-        r->pass = KPASS_LAST;
-        r->k0 = ix_c(s, (nkb - 1) * r->kc);
-        r->k1 = ix_c(s, g->k);
+        weight_panel_pass(s, begin_partial_passes(s, body, r), r, bt, lo, hi, bases);
+        begin_last_pass(s, r);
     }
     weight_panel_pass(s, body, r, bt, lo, hi, bases);
 }
