@@ -12,12 +12,12 @@
  * vector load (stride 1), a broadcast scalar load (stride 0) or a gather (other strides); an
  * upsample computes its taps per lane (index and weight vectors, gathered taps) exactly as the
  * unfused kernel does per element (or, in a contraction's epilogue over image rows, is built once
- * per row block and image row into thread scratch and loaded: fuse_build_rows; an x2 bilinear
- * upsample then takes its taps from one vector load per input row by shuffles, with the same
- * weights and operations); a subtree that does not vary along the lane axis is computed
- * once as a scalar and broadcast, and one that depends only on the axes fixed outside the inner
- * loops is hoisted there (per row). Float operations are those of the unfused lowering, in the
- * same order, so fusion does not change results (reductions aside: see below).
+ * per row block and image row into thread scratch and loaded: fuse_build_rows; an x2 upsample
+ * then takes its taps from one vector load per input row by shuffles, in the interior and at
+ * the clamped edges, with the same weights and operations); a subtree that does not vary along the
+ * lane axis is computed once as a scalar and broadcast, and one that depends only on the axes fixed
+ * outside the inner loops is hoisted there (per row). Float operations are those of the unfused
+ * lowering, in the same order, so fusion does not change results (reductions aside: see below).
  * Pointwise groups run as: a parallel loop over rows (all axes but the innermost, flattened),
  * inside it the innermost axis in vectors and a scalar tail. An x2 upsample along the innermost
  * axis is built once per row into thread scratch by fuse_build_rows (an upsample alone, straight
@@ -738,36 +738,85 @@ static Taps axis_taps(Sched *s, Fuse *f, LoopStmt *block, const Node *n, int axi
     return t;
 }
 
-/* Lane l of an x2 interior vector reads taps i0 = jb + x2_sel(l), i1 = jb + x2_sel(l) + 1
- * (bilinear, jb = x0 / 2 - 1: input columns (x0 + l) / 2 - 1 for even l, (x0 + l) / 2 for odd
- * l); nearest (which 2) reads jb + l / 2 (jb = x0 / 2). */
-static const uint8_t *x2_sel(uint32_t lanes, uint32_t which)
+/* The input columns a vector of output columns reads, as one window: lane l reads columns
+ * start + sel0[l] and (bilinear) start + sel1[l] of each input row it blends, so one vector load
+ * per row and a shuffle per tap replace gathers. fixed: NULL, or the vector's row and column
+ * taps when the caller computed them once per row. */
+typedef struct ColWindow {
+    LoopExpr *start;
+    uint8_t sel0[16], sel1[16];
+    const Taps *fixed;
+} ColWindow;
+
+/* The window of an x2 interior vector at output column x0: lane l reads taps i0 = jb + (l + 1) / 2
+ * and i1 = i0 + 1 (bilinear, jb = x0 / 2 - 1: input columns (x0 + l) / 2 - 1 for even l,
+ * (x0 + l) / 2 for odd l); nearest reads jb + l / 2 (jb = x0 / 2). */
+static ColWindow x2_window(LoopExpr *jb, bool bilinear, uint32_t lanes, const Taps *fixed)
 {
-    static uint8_t sel[3][16];
-    for (uint32_t l = 0; l < lanes && l < 16; l++) {
-        sel[0][l] = (uint8_t)((l + 1) / 2);
-        sel[1][l] = (uint8_t)((l + 1) / 2 + 1);
-        sel[2][l] = (uint8_t)(l / 2);
+    ColWindow w = {.start = jb, .fixed = fixed};
+    for (uint32_t l = 0; l < lanes; l++) {
+        w.sel0[l] = (uint8_t)(bilinear ? (l + 1) / 2 : l / 2);
+        w.sel1[l] = (uint8_t)(w.sel0[l] + 1);
     }
-    return sel[which];
+    return w;
 }
 
-/* The two taps of a row starting at r (scalar) for an x2 interior vector starting at input
- * column jb: one vector load, two shuffles. */
-static void x2_taps(Sched *s, const LoopBuffer *b, LoopExpr *r, LoopExpr *jb, uint32_t lanes,
-                    LoopStmt *block, LoopExpr **i0, LoopExpr **i1)
+/* The input column upsample `up` reads for output column d (tap i1 when second), as taps()
+ * computes it at run time. */
+static int64_t column_tap(const Node *up, int64_t d, bool second)
 {
-    LoopExpr *v = sched_local(s, block, "z", fx_load(s, b, ix_add(s, r, jb), lanes));
-    *i0 = lx_shuffle(s->p, v, x2_sel(lanes, 0));
-    *i1 = lx_shuffle(s->p, v, x2_sel(lanes, 1));
+    int64_t in = up->inputs[0]->shape.dim[3], out = up->shape.dim[3];
+    float ratio = up->attr.upsample.ratio_w;
+    int64_t i0;
+    if (in == out)
+        return d;
+    if (!up->attr.upsample.bilinear) {
+        i0 = out == 2 * in ? d / 2 : (int64_t)floorf((float)d * ratio);
+        return i0 < in - 1 ? i0 : in - 1;
+    }
+    float src = up->attr.upsample.align_corners ? ratio * (float)d
+                                                : fmaxf(fmaf(ratio, (float)d + 0.5f, -0.5f), 0.0f);
+    i0 = (int64_t)src < in - 1 ? (int64_t)src : in - 1;
+    return second && i0 + 1 < in ? i0 + 1 : i0;
 }
 
-/* upsample at pt, `lanes` wide (1 when it does not vary along the lane axis). jb: NULL, or
- * the first input column of an x2 interior vector (see fuse_build_rows), whose row and column
- * taps are then fixed[0] and fixed[1]: computed once per row, since every interior vector
- * starts at an even column and so has the same column weights. */
+/* The window of the vector of `lanes` output columns from the constant x0, when every column
+ * it reads lies within `lanes` consecutive input columns (the edges of an x2 upsample, where
+ * the taps clamp). */
+static bool const_window(Sched *s, const Node *up, int64_t x0, uint32_t lanes, ColWindow *w)
+{
+    int64_t in = up->inputs[0]->shape.dim[3];
+    if (lanes < 2 || in < lanes || x0 + lanes > up->shape.dim[3])
+        return false;
+    /* the taps grow with the column: the first lane's i0 is the least, the last's i1 the most */
+    int64_t start = column_tap(up, x0, false), last = column_tap(up, x0 + lanes - 1, true);
+    if (start > in - (int64_t)lanes)
+        start = in - lanes;
+    if (last - start >= lanes)
+        return false;
+    *w = (ColWindow){.start = ix_c(s, start)};
+    for (uint32_t l = 0; l < lanes; l++) {
+        w->sel0[l] = (uint8_t)(column_tap(up, x0 + l, false) - start);
+        w->sel1[l] = (uint8_t)(column_tap(up, x0 + l, true) - start);
+    }
+    return true;
+}
+
+/* The two taps of a row starting at r (scalar) for the columns of window w: one vector load,
+ * two shuffles. */
+static void window_taps(Sched *s, const LoopBuffer *b, LoopExpr *r, const ColWindow *w,
+                        uint32_t lanes, LoopStmt *block, LoopExpr **i0, LoopExpr **i1)
+{
+    LoopExpr *v = sched_local(s, block, "z", fx_load(s, b, ix_add(s, r, w->start), lanes));
+    *i0 = lx_shuffle(s->p, v, w->sel0);
+    *i1 = lx_shuffle(s->p, v, w->sel1);
+}
+
+/* upsample at pt, `lanes` wide (1 when it does not vary along the lane axis). win: NULL, or
+ * the window of input columns the vector reads (see ColWindow), whose taps are then shuffled
+ * out of one vector load per input row; the weights and operations are those of the gathers. */
 static LoopExpr *eval_resample(Sched *s, Fuse *f, const TNode *t, const FusePoint *pt,
-                               uint32_t lanes, LoopStmt *block, LoopExpr *jb, const Taps *fixed)
+                               uint32_t lanes, LoopStmt *block, const ColWindow *win)
 {
     const Node *n = t->n;
     const Shape *is = &n->inputs[0]->shape;
@@ -777,23 +826,29 @@ static LoopExpr *eval_resample(Sched *s, Fuse *f, const TNode *t, const FusePoin
     if (lanes > 1 && t->st[pt->lane_axis] != 0)
         plane = bin(s, LOP_ADD, widen(s, plane, lanes),
                     bin(s, LOP_MUL, lx_iota(s->p, lanes), iconst(s, t->st[pt->lane_axis], lanes)));
-    Taps ty = jb ? fixed[0] : axis_taps(s, f, block, n, 0, coord(s, pt, t->ax_y, t->y_add, lanes));
-    Taps tx = jb ? fixed[1] : axis_taps(s, f, block, n, 1, coord(s, pt, t->ax_x, t->x_add, lanes));
+    const Taps *fixed = win ? win->fixed : NULL;
+    Taps ty =
+        fixed ? fixed[0] : axis_taps(s, f, block, n, 0, coord(s, pt, t->ax_y, t->y_add, lanes));
+    Taps tx = {0}; /* a nearest window needs no column taps */
+    if (fixed)
+        tx = fixed[1];
+    else if (bil || !win)
+        tx = axis_taps(s, f, block, n, 1, coord(s, pt, t->ax_x, t->x_add, lanes));
     LoopExpr *r0 = sched_local(
         s, block, "r", iadd(s, plane, vbin(s, LOP_MUL, ty.i0, iconst(s, iw, ty.i0->type.lanes))));
-    if (!bil && jb) /* one vector load, each element twice */
-        return lx_shuffle(s->p,
-                          sched_local(s, block, "z", fx_load(s, t->buf, ix_add(s, r0, jb), lanes)),
-                          x2_sel(lanes, 2));
+    if (!bil && win) /* one vector load, shuffled */
+        return lx_shuffle(
+            s->p, sched_local(s, block, "z", fx_load(s, t->buf, ix_add(s, r0, win->start), lanes)),
+            win->sel0);
     if (!bil)
         return fetch(s, t->buf, iadd(s, r0, tx.i0));
     LoopExpr *r1 = sched_local(
         s, block, "r", iadd(s, plane, vbin(s, LOP_MUL, ty.i1, iconst(s, iw, ty.i1->type.lanes))));
     LoopExpr *a, *b, *c, *d;
-    if (jb) {
+    if (win) {
         FUSE_ASSERT(r0->type.lanes == 1 && r1->type.lanes == 1 && lanes > 1);
-        x2_taps(s, t->buf, r0, jb, lanes, block, &a, &b);
-        x2_taps(s, t->buf, r1, jb, lanes, block, &c, &d);
+        window_taps(s, t->buf, r0, win, lanes, block, &a, &b);
+        window_taps(s, t->buf, r1, win, lanes, block, &c, &d);
     } else {
         a = fetch(s, t->buf, iadd(s, r0, tx.i0));
         b = fetch(s, t->buf, iadd(s, r0, tx.i1));
@@ -841,7 +896,7 @@ static LoopExpr *eval(Sched *s, Fuse *f, TNode *t, const FusePoint *pt, LoopStmt
         if (t->ubase[pt->slot])
             v = fx_load(s, t->ubuf, ix_add(s, t->ubase[pt->slot], pt->at[t->ax_x]), lanes);
         else
-            v = eval_resample(s, f, t, pt, lanes, block, NULL, NULL);
+            v = eval_resample(s, f, t, pt, lanes, block, NULL);
         break;
     case T_OP: {
         /* operands are locals: an op may read one several times (relu, silu, gelu) */
@@ -915,16 +970,27 @@ static void build_body(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, 
 {
     (void)nv;
     const BuildCtx *c = ctx;
-    bool bil = c->t->n->attr.upsample.bilinear;
+    const Node *up = c->t->n;
+    bool bil = up->attr.upsample.bilinear;
     LoopExpr *jb =
         c->x2 ? sched_local(s, block, "jb", ix_addc(s, ix_div(s, at, 2), bil ? -1 : 0)) : NULL;
+    ColWindow edge;
+    bool at_edge = !c->x2 && at->kind == LEXPR_CONST_I && const_window(s, up, at->i, lanes, &edge);
     for (uint32_t i = 0; i < c->n; i++) { /* the rows share the taps */
         FusePoint pt = c->rows[i];
         pt.at[c->x_axis] = at;
         pt.lane_axis = c->x_axis;
         pt.lanes = lanes;
         pt.acc = NULL;
-        LoopExpr *v = eval_resample(s, c->f, c->t, &pt, lanes, block, jb, c->fixed[i]);
+        ColWindow interior;
+        const ColWindow *win = NULL;
+        if (c->x2) {
+            interior = x2_window(jb, bil, lanes, c->fixed[i]);
+            win = &interior;
+        } else if (at_edge) {
+            win = &edge;
+        }
+        LoopExpr *v = eval_resample(s, c->f, c->t, &pt, lanes, block, win);
         ls_append(s->p, block, ls_store(s->p, c->buf, ix_add(s, c->base[i], at), v));
     }
 }
