@@ -600,23 +600,36 @@ static Val emit_cast(Emit *E, const LoopExpr *e)
     return def(E, e->type, "__builtin_convertvector(%s, %s)", a.s, ctype(e->type, tb));
 }
 
-/* Across lanes, in lane order (no reassociation): ((a0 + a1) + a2) + ... */
+/* Across lanes: sums in lane order (no reassociation), ((a0 + a1) + a2) + ...; max and min as
+ * a tree of adjacent pairs, as emit_llvm's emit_reduce (the same result as in lane order). */
 static Val emit_reduce(Emit *E, const LoopExpr *e)
 {
     Val a = emit_expr(E, e->op.a);
     uint32_t n = e->op.a->type.lanes;
     if (n == 1)
         return a;
-    Val r = new_temp(E);
-    line(E, "float %s = %s[0];", r.s, a.s);
-    for (uint32_t i = 1; i < n; i++) {
-        if (e->op.op == LOP_ADD)
+    if (e->op.op == LOP_ADD) {
+        Val r = new_temp(E);
+        line(E, "float %s = %s[0];", r.s, a.s);
+        for (uint32_t i = 1; i < n; i++)
             line(E, "%s += %s[%u];", r.s, a.s, i);
-        else
-            line(E, "%s = (%s[%u] %s %s || %s != %s) ? %s : %s[%u];", r.s, a.s, i,
-                 e->op.op == LOP_MAX ? "<" : ">", r.s, r.s, r.s, r.s, a.s, i);
+        return r;
     }
-    return r;
+    FUSE_ASSERT(n <= 16 && (n & (n - 1)) == 0);
+    const char *rel = e->op.op == LOP_MAX ? ">" : "<";
+    Val t[16];
+    for (uint32_t i = 0; i < n; i++) {
+        t[i] = new_temp(E);
+        line(E, "float %s = %s[%u];", t[i].s, a.s, i);
+    }
+    for (; n > 1; n /= 2)
+        for (uint32_t i = 0; i < n / 2; i++) {
+            Val l = t[2 * i], r = t[2 * i + 1];
+            t[i] = new_temp(E);
+            line(E, "float %s = (%s %s %s || %s != %s) ? %s : %s;", t[i].s, l.s, rel, r.s, l.s, l.s,
+                 l.s, r.s);
+        }
+    return t[0];
 }
 
 static Val emit_expr_once(Emit *E, const LoopExpr *e);

@@ -355,27 +355,36 @@ static LLVMValueRef emit_cmp(Emit *E, const LoopExpr *e)
     return LLVMBuildICmp(E->b, ip[e->op.cmp], a, b, "");
 }
 
-/* Across lanes, in lane order (no reassociation), exactly as emit_c's emit_reduce. */
+/* Across lanes, exactly as emit_c's emit_reduce: sums in lane order (no reassociation); max
+ * and min as a tree of adjacent pairs, log2(lanes) dependent steps instead of lanes - 1. The
+ * NaN-propagating minmax is associative (it gives the first NaN, else the last lane holding the
+ * extreme, whatever the bracketing of lanes in order), so the result is that of lane order. */
 static LLVMValueRef emit_reduce(Emit *E, const LoopExpr *e)
 {
     LLVMValueRef a = emit_expr(E, e->op.a);
     uint32_t n = e->op.a->type.lanes;
     if (n == 1)
         return a;
-    LLVMValueRef r = LLVMBuildExtractElement(E->b, a, LLVMConstInt(E->i32, 0, 0), "");
-    for (uint32_t i = 1; i < n; i++) {
-        LLVMValueRef x = LLVMBuildExtractElement(E->b, a, LLVMConstInt(E->i32, i, 0), "");
-        if (e->op.op == LOP_ADD) {
-            r = LLVMBuildFAdd(E->b, r, x, "");
-            continue;
-        }
-        /* r = (x REL r || r != r) ? r : x, REL = '<' for MAX, '>' for MIN */
-        LLVMValueRef keep =
-            LLVMBuildFCmp(E->b, e->op.op == LOP_MAX ? LLVMRealOLT : LLVMRealOGT, x, r, "");
-        keep = LLVMBuildOr(E->b, keep, LLVMBuildFCmp(E->b, LLVMRealUNE, r, r, ""), "");
-        r = LLVMBuildSelect(E->b, keep, r, x, "");
+    if (e->op.op == LOP_ADD) {
+        LLVMValueRef r = LLVMBuildExtractElement(E->b, a, LLVMConstInt(E->i32, 0, 0), "");
+        for (uint32_t i = 1; i < n; i++)
+            r = LLVMBuildFAdd(E->b, r,
+                              LLVMBuildExtractElement(E->b, a, LLVMConstInt(E->i32, i, 0), ""), "");
+        return r;
     }
-    return r;
+    FUSE_ASSERT(n <= 16 && (n & (n - 1)) == 0);
+    for (; n > 1; n /= 2) {
+        LLVMValueRef even[8], odd[8];
+        for (uint32_t i = 0; i < n / 2; i++) {
+            even[i] = LLVMConstInt(E->i32, 2 * i, 0);
+            odd[i] = LLVMConstInt(E->i32, 2 * i + 1, 0);
+        }
+        LLVMValueRef none = LLVMGetUndef(LLVMTypeOf(a));
+        LLVMValueRef l = LLVMBuildShuffleVector(E->b, a, none, LLVMConstVector(even, n / 2), "");
+        LLVMValueRef r = LLVMBuildShuffleVector(E->b, a, none, LLVMConstVector(odd, n / 2), "");
+        a = minmax(E, e->op.op == LOP_MAX, true, l, r);
+    }
+    return LLVMBuildExtractElement(E->b, a, LLVMConstInt(E->i32, 0, 0), "");
 }
 
 /* llvm.masked.gather with every lane enabled: a vector of element pointers (one GEP with the

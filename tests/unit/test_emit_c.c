@@ -604,6 +604,25 @@ static void streaming_stores(void **state)
         }
 }
 
+/* ---- max and min across lanes ---- */
+
+/* The generated C combines lanes as a tree and gets the lane-order result bit for bit. */
+static void reduce_lane_order(void **state)
+{
+    Env *env = *state;
+    static const uint32_t widths[] = {4, 8, 16};
+    const Compiler *compilers[] = {&gcc_o0, &clang_o3};
+    for (size_t w = 0; w < countof(widths); w++)
+        for (size_t c = 0; c < countof(compilers); c++) {
+            Arena *ar = arena_new(1 << 16);
+            Loaded l =
+                load_program(env, test_reduce_program(ar, widths[w]), compilers[c], false, NULL, 0);
+            test_reduce_check(l.info, l.k, widths[w]);
+            unload(&l);
+            arena_free(ar);
+        }
+}
+
 /* ---- bounds checks ---- */
 
 /* A copy loop that runs 16 elements past the end of y (elems 40, loop to 48 in vectors of
@@ -648,6 +667,7 @@ int main(void)
         cmocka_unit_test(bounds_checked_store), cmocka_unit_test(scratch_and_threads),
         cmocka_unit_test(streaming_stores),     cmocka_unit_test(math_exp),
         cmocka_unit_test(math_sigmoid),         cmocka_unit_test(math_tanh),
+        cmocka_unit_test(reduce_lane_order),
     };
     return cmocka_run_group_tests_name("emit_c", tests, env_setup, env_teardown);
 }

@@ -320,3 +320,80 @@ void test_streaming_check(const fuse_rt_kernel_info *info, fuse_rt_kernel *k, in
     free(block);
     free(x);
 }
+
+LoopProgram *test_reduce_program(Arena *arena, uint32_t lanes)
+{
+    LoopProgram *p = loop_program_new(arena, "red");
+    const int64_t n = (int64_t)TEST_REDUCE_VECTORS * lanes;
+    LoopBuffer *x = loop_add_buffer(p, "x", BUF_INPUT, 0, n);
+    LoopBuffer *y = loop_add_buffer(p, "y", BUF_OUTPUT, 0, TEST_REDUCE_VECTORS);
+    LoopBuffer *z = loop_add_buffer(p, "z", BUF_OUTPUT, 1, TEST_REDUCE_VECTORS);
+    x->rank = y->rank = z->rank = 1;
+    x->shape[0] = n;
+    y->shape[0] = z->shape[0] = TEST_REDUCE_VECTORS;
+    LoopKernel *k = loop_add_kernel(p, "across", "max and min across lanes", false);
+    LoopVar *v = loop_var(p, k, "v", (LoopType){LT_I64, 1});
+    LoopStmt *body = ls_block(p);
+    LoopExpr *at = lx_binary(p, LOP_MUL, lx_var(p, v), lx_const_i(p, lanes));
+    ls_append(p, body,
+              ls_store(p, y, lx_var(p, v), lx_reduce(p, LOP_MAX, lx_load(p, x, at, lanes))));
+    ls_append(p, body,
+              ls_store(p, z, lx_var(p, v), lx_reduce(p, LOP_MIN, lx_load(p, x, at, lanes))));
+    ls_append(
+        p, k->body,
+        ls_for(p, v, lx_const_i(p, 0), lx_const_i(p, TEST_REDUCE_VECTORS), 1, FOR_SERIAL, body));
+    return p;
+}
+
+static float float_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+/* The lane-order fold of the generated code: r = (x REL r || r != r) ? r : x. */
+static float fold_lanes(const float *x, uint32_t lanes, bool max)
+{
+    float r = x[0];
+    for (uint32_t l = 1; l < lanes; l++)
+        r = ((max ? x[l] < r : x[l] > r) || r != r) ? r : x[l];
+    return r;
+}
+
+void test_reduce_check(const fuse_rt_kernel_info *info, fuse_rt_kernel *k, uint32_t lanes)
+{
+    /* few distinct values, so that ties (and ties of -0 and +0) are common */
+    const float pool[] = {-0.0f,
+                          0.0f,
+                          1.0f,
+                          -1.0f,
+                          2.0f,
+                          INFINITY,
+                          -INFINITY,
+                          float_bits(0x7fc00001u),
+                          float_bits(0xffc00002u),
+                          float_bits(0x7fc12345u)};
+    const int64_t n = (int64_t)TEST_REDUCE_VECTORS * lanes;
+    float *x = malloc((size_t)n * sizeof *x);
+    float y[TEST_REDUCE_VECTORS], z[TEST_REDUCE_VECTORS];
+    uint64_t seed = 99;
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t r = test_lcg(&seed);
+        /* vectors 0..99 without NaN, the rest with a NaN in about one lane of 8 */
+        uint32_t choices = i / lanes < TEST_REDUCE_VECTORS / 2 || r % 8 ? 7 : 10;
+        x[i] = pool[(r >> 8) % choices];
+    }
+    const float *in[] = {x};
+    float *out[] = {y, z};
+    char err[FUSE_RT_ERR_MAX] = "";
+    assert_int_equal(info->run(k, in, out, err, sizeof err), 0);
+    for (int64_t v = 0; v < TEST_REDUCE_VECTORS; v++) {
+        float want_max = fold_lanes(x + v * lanes, lanes, true);
+        float want_min = fold_lanes(x + v * lanes, lanes, false);
+        if (memcmp(&y[v], &want_max, 4) != 0 || memcmp(&z[v], &want_min, 4) != 0)
+            fail_msg("lanes %u, vector %lld: max %a min %a, want %a %a", lanes, (long long)v,
+                     (double)y[v], (double)z[v], (double)want_max, (double)want_min);
+    }
+    free(x);
+}

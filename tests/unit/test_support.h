@@ -77,4 +77,15 @@ LoopProgram *test_streaming_program(Arena *arena, uint32_t lanes, int64_t n);
  * 64-byte aligned block, and fails the test unless y = 2x + 1 and nothing around y changed. */
 void test_streaming_check(const fuse_rt_kernel_info *info, fuse_rt_kernel *k, int64_t n);
 
+/* ---- max and min across lanes (test_emit_c, test_jit) ---- */
+
+/* y[v] = reduce_max and z[v] = reduce_min of the `lanes`-wide vector x[v * lanes ...], for v
+ * in 0..TEST_REDUCE_VECTORS. Inputs x, outputs y and z, program name "red". */
+enum { TEST_REDUCE_VECTORS = 200 };
+LoopProgram *test_reduce_program(Arena *arena, uint32_t lanes);
+/* Runs info's kernel (k, created by the caller) on vectors of ties, signed zeros, infinities
+ * and NaNs of distinct payloads, and fails the test unless every result is bit for bit that of
+ * folding the lanes in order: the first NaN, else the last lane holding the extreme. */
+void test_reduce_check(const fuse_rt_kernel_info *info, fuse_rt_kernel *k, uint32_t lanes);
+
 #endif
