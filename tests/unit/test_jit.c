@@ -246,6 +246,13 @@ static void contraction_ops(void **state)
          NULL, NULL},
         {"mha_wide", G("x: f32[1,19,32]) -> f32[1,19,32]", "return mha(x, x, x, heads=1) @attn"),
          NULL, NULL},
+        /* enough query tiles that pairs of them take each key block in turn */
+        {"mha_query_groups",
+         G("x: f32[2,64,32]) -> f32[2,64,32]", "return mha(x, x, x, heads=4) @attn"), NULL, NULL},
+        {"attention_query_groups",
+         G("q: f32[2,256,16], k: f32[2,96,16], v: f32[2,96,8]) -> f32[2,256,8]",
+           "return matmul(softmax(matmul(q, transpose(k, dims=[1, 2])) * 0.25, axis=-1), v)"),
+         NULL, NULL},
     };
     run_cases(cases, countof(cases));
 }
