@@ -323,20 +323,30 @@ static LoopProgram *unary_program(Arena *a, LoopOp op, uint32_t lanes, int64_t n
     return p;
 }
 
+/* A hand-built loop program, verified and JIT-compiled (the caller frees jit and cx). */
+typedef struct HandJit {
+    Diag diag;
+    Ctx cx;
+    Jit *jit;
+} HandJit;
+
+static void hand_jit(HandJit *h, const LoopProgram *p)
+{
+    assert_true(loop_verify(p, stderr));
+    diag_init(&h->diag, NULL, stderr);
+    ctx_init(&h->cx, NULL, &h->diag);
+    h->jit = jit_compile(&h->cx, p, NULL);
+    assert_non_null(h->jit);
+}
+
 /* Max ulp error of op over the sample at `lanes`, JIT-compiled, on a 2-thread pool. */
 static int64_t math_error(LoopOp op, uint32_t lanes, float range, int64_t n)
 {
     Arena *a = arena_new(1 << 16);
-    LoopProgram *p = unary_program(a, op, lanes, n);
-    assert_true(loop_verify(p, stderr));
-    Diag diag;
-    diag_init(&diag, NULL, stderr);
-    Ctx cx;
-    ctx_init(&cx, NULL, &diag);
-    Jit *jit = jit_compile(&cx, p, NULL);
-    assert_non_null(jit);
+    HandJit h;
+    hand_jit(&h, unary_program(a, op, lanes, n));
     arena_free(a); /* the Jit needs nothing of the program any more */
-    const fuse_rt_kernel_info *info = jit_kernel_info(jit);
+    const fuse_rt_kernel_info *info = jit_kernel_info(h.jit);
     float *x = test_math_inputs(range, n);
     float *y = malloc((size_t)n * sizeof *y);
     char err[FUSE_RT_ERR_MAX] = "";
@@ -359,8 +369,8 @@ static int64_t math_error(LoopOp op, uint32_t lanes, float range, int64_t n)
     }
     info->destroy(k);
     fuse_rt_pool_destroy(pool);
-    jit_free(jit);
-    ctx_free(&cx);
+    jit_free(h.jit);
+    ctx_free(&h.cx);
     free(x);
     free(y);
     return worst;
@@ -606,19 +616,14 @@ static void streaming_stores(void **state)
     for (size_t w = 0; w < countof(widths); w++) {
         Arena *a = arena_new(1 << 16);
         LoopProgram *p = test_streaming_program(a, widths[w], 1003);
-        assert_true(loop_verify(p, stderr));
-        Diag diag;
-        diag_init(&diag, NULL, stderr);
-        Ctx cx;
-        ctx_init(&cx, NULL, &diag);
+        HandJit h;
+        hand_jit(&h, p);
         StrBuf text = {0};
-        assert_true(jit_emit_llvm(&cx, p, NULL, &text));
+        assert_true(jit_emit_llvm(&h.cx, p, NULL, &text));
         assert_non_null(strstr(sb_str(&text), "!nontemporal"));
         assert_non_null(strstr(sb_str(&text), "sfence"));
         sb_free(&text);
-        Jit *jit = jit_compile(&cx, p, NULL);
-        assert_non_null(jit);
-        const fuse_rt_kernel_info *info = jit_kernel_info(jit);
+        const fuse_rt_kernel_info *info = jit_kernel_info(h.jit);
         char err[FUSE_RT_ERR_MAX] = "";
         fuse_rt_pool *pool = NULL;
         assert_int_equal(fuse_rt_pool_create(3, &pool, err, sizeof err), 0);
@@ -630,8 +635,8 @@ static void streaming_stores(void **state)
         info->destroy(k1);
         info->destroy(k3);
         fuse_rt_pool_destroy(pool);
-        jit_free(jit);
-        ctx_free(&cx);
+        jit_free(h.jit);
+        ctx_free(&h.cx);
         arena_free(a);
     }
 }
@@ -644,22 +649,16 @@ static void reduce_lane_order(void **state)
     static const uint32_t widths[] = {4, 8, 16};
     for (size_t w = 0; w < countof(widths); w++) {
         Arena *a = arena_new(1 << 16);
-        LoopProgram *p = test_reduce_program(a, widths[w]);
-        assert_true(loop_verify(p, stderr));
-        Diag diag;
-        diag_init(&diag, NULL, stderr);
-        Ctx cx;
-        ctx_init(&cx, NULL, &diag);
-        Jit *jit = jit_compile(&cx, p, NULL);
-        assert_non_null(jit);
-        const fuse_rt_kernel_info *info = jit_kernel_info(jit);
+        HandJit h;
+        hand_jit(&h, test_reduce_program(a, widths[w]));
+        const fuse_rt_kernel_info *info = jit_kernel_info(h.jit);
         char err[FUSE_RT_ERR_MAX] = "";
         fuse_rt_kernel *k = NULL;
         assert_int_equal(info->create(NULL, 0, NULL, &k, err, sizeof err), 0);
         test_reduce_check(info, k, widths[w]);
         info->destroy(k);
-        jit_free(jit);
-        ctx_free(&cx);
+        jit_free(h.jit);
+        ctx_free(&h.cx);
         arena_free(a);
     }
 }
