@@ -1020,7 +1020,16 @@ static void emit_stmt_once(Emit *E, const LoopStmt *s)
         int loc = s->prefetch.locality < 0   ? 0
                   : s->prefetch.locality > 3 ? 3
                                              : s->prefetch.locality;
-        line(E, "__builtin_prefetch(%s + %s, 0, %d);", name, idx.s, loc);
+        if (!E->opt->bounds_checks) {
+            line(E, "__builtin_prefetch(%s + %s, 0, %d);", name, idx.s, loc);
+            return;
+        }
+        char cond[256]; /* a hint, but its address is still pointer arithmetic in C */
+        bounds_cond(s->prefetch.buf, idx, 1, cond);
+        line(E, "if (%s)", cond);
+        line(E, "    __builtin_prefetch(%s + %s, 0, %d);", name, idx.s, loc);
+        line(E, "else");
+        line(E, "    fuse_oob(fuse_self, \"%s: prefetch %s\", %s);", E->k->name, name, idx.s);
         return;
     }
     }

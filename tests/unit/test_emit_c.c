@@ -660,13 +660,55 @@ static void bounds_checked_store(void **state)
     arena_free(ar);
 }
 
+/* A prefetch is only a hint, but in C its address is pointer arithmetic: the checked build
+ * reports one past the end (x[i + 8] at i = 40 of 48 elements), and runs one within bounds. */
+static void bounds_checked_prefetch(void **state)
+{
+    Env *env = *state;
+    for (int64_t ahead = 0; ahead <= 8; ahead += 8) {
+        Arena *ar = arena_new(1 << 16);
+        LoopProgram *p = loop_program_new(ar, "oob");
+        LoopBuffer *x = add_buf(p, "x", BUF_INPUT, 0, 48);
+        LoopBuffer *y = add_buf(p, "y", BUF_OUTPUT, 0, 48);
+        LoopKernel *k = loop_add_kernel(p, "pf", "y = x, x prefetched ahead", false);
+        LoopVar *i = loop_var(p, k, "i", I64);
+        LoopStmt *f = add_for(p, k->body, i, 0, 48, 8);
+        LoopExpr *next = lx_binary(p, LOP_ADD, lx_var(p, i), lx_const_i(p, ahead));
+        ls_append(p, body_of(f), ls_prefetch(p, x, next, 2));
+        ls_append(p, body_of(f), ls_store(p, y, lx_var(p, i), lx_load(p, x, lx_var(p, i), 8)));
+        Loaded l = load_program(env, p, &clang_o3, true, NULL, 0);
+        float xs[48], ys[48];
+        for (int j = 0; j < 48; j++)
+            xs[j] = (float)j;
+        const float *in[] = {xs};
+        float *out[] = {ys};
+        char err[FUSE_RT_ERR_MAX] = "";
+        int rc = l.info->run(l.k, in, out, err, sizeof err);
+        if (ahead == 0) {
+            assert_int_equal(rc, 0);
+        } else {
+            assert_int_equal(rc, FUSE_RT_EINVAL);
+            assert_non_null(strstr(err, "out-of-bounds access: pf: prefetch x at index 48"));
+        }
+        for (int j = 0; j < 48; j++)
+            assert_true(ys[j] == (float)j);
+        unload(&l);
+        arena_free(ar);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(expression_zoo),       cmocka_unit_test(exact_unary),
-        cmocka_unit_test(bounds_checked_store), cmocka_unit_test(scratch_and_threads),
-        cmocka_unit_test(streaming_stores),     cmocka_unit_test(math_exp),
-        cmocka_unit_test(math_sigmoid),         cmocka_unit_test(math_tanh),
+        cmocka_unit_test(expression_zoo),
+        cmocka_unit_test(exact_unary),
+        cmocka_unit_test(bounds_checked_store),
+        cmocka_unit_test(bounds_checked_prefetch),
+        cmocka_unit_test(scratch_and_threads),
+        cmocka_unit_test(streaming_stores),
+        cmocka_unit_test(math_exp),
+        cmocka_unit_test(math_sigmoid),
+        cmocka_unit_test(math_tanh),
         cmocka_unit_test(reduce_lane_order),
     };
     return cmocka_run_group_tests_name("emit_c", tests, env_setup, env_teardown);
