@@ -715,10 +715,10 @@ static void prefetch_prologue(Sched *s, LoopStmt *block, const GemmRun *r, LoopE
 }
 
 /* Software prefetch (into L2) of the rows of B the next pass packs, while row block rb runs:
- * rows [from, to) of columns [col, col + width), a slice of them per row block, so that they
- * are asked for once, spread over the row blocks. */
+ * rows [from, to) of columns [col, col + width) (width: LoopExpr), a slice of them per row
+ * block, so that they are asked for once, spread over the row blocks. */
 static void prefetch_rows(Sched *s, LoopStmt *block, const GemmRun *r, LoopExpr *from, LoopExpr *to,
-                          LoopExpr *col, int64_t width, int64_t mblk)
+                          LoopExpr *col, LoopExpr *width, int64_t mblk)
 {
     const Gemm *g = r->g;
     int64_t per = (r->kc + mblk - 1) / mblk;
@@ -732,7 +732,7 @@ static void prefetch_rows(Sched *s, LoopStmt *block, const GemmRun *r, LoopExpr 
         LoopExpr *row = sched_local(
             s, kl, "pf", ix_add(s, ix_add(s, r->bbase[sg], ix_mulc(s, ix_v(s, kv), g->ldb)), col));
         LoopVar *c = sched_ivar(s, "c");
-        LoopStmt *cl = sched_for(s, kl, c, ix_c(s, 0), ix_c(s, width), 16);
+        LoopStmt *cl = sched_for(s, kl, c, ix_c(s, 0), width, 16);
         ls_append(s->p, cl, ls_prefetch(s->p, g->seg[sg].buf, ix_add(s, row, ix_v(s, c)), 2));
     }
 }
@@ -747,8 +747,8 @@ static void prefetch_next(Sched *s, LoopStmt *block, const GemmRun *r, int64_t w
         return;
     LoopStmt *then = ls_block(s->p);
     ls_append(s->p, block, ls_if(s->p, lx_cmp(s->p, LCMP_LT, cbk, ix_c(s, upto)), then, NULL));
-    prefetch_rows(s, then, r, ix_c(s, 0), ix_c(s, r->kc), ix_addc(s, r->colbase, width), width,
-                  mblk);
+    prefetch_rows(s, then, r, ix_c(s, 0), ix_c(s, r->kc), ix_addc(s, r->colbase, width),
+                  ix_c(s, width), mblk);
 }
 
 /* The column reductions of the MR rows over this column block, unfinished, into partial[k] at
@@ -875,7 +875,11 @@ static void partial_passes(Sched *s, LoopStmt *body, GemmRun *r, LoopExpr *const
     LoopExpr *row0;
     LoopStmt *rl = row_blocks(s, kl, r, ix_c(s, 0), ix_c(s, mblk), bases, &row0);
     LoopExpr *next_end = bin(s, LOP_MIN, ix_addc(s, r->k1, r->kc), ix_c(s, g->k));
-    prefetch_rows(s, rl, r, r->k1, next_end, r->colbase, width, mblk);
+    /* the same columns' next k block: a partial last block has fewer columns */
+    LoopExpr *cols = last == width ? ix_c(s, width)
+                                   : bin(s, LOP_MIN, ix_c(s, width),
+                                         ix_addc(s, ix_mulc(s, r->colbase, -1), g->n));
+    prefetch_rows(s, rl, r, r->k1, next_end, r->colbase, cols, mblk);
     block_span(s, rl, r, width, last, cbk, ncb, r->nv, gemm_tile, r);
 }
 

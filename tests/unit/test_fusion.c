@@ -2,9 +2,10 @@
  * test_fusion: the fusion planner (schedule_plan.c) and the fused lowering. Small graphs check
  * each rule by the number of run kernels the schedule makes of the graph as built (no graph
  * passes) and by the notes --explain-fusion gives where a fusion is declined. Every case is also
- * compiled (graph as built) by the JIT at 4, 8 and 16 lanes and by the C backend at 8 lanes,
- * run on 1, 2 and 3 threads, and must agree with the interpreter within the conformance
- * tolerance and be bit-identical across the thread counts.
+ * compiled (graph as built) by the JIT at 4, 8 and 16 lanes and by the C backend at 8 lanes
+ * (checking every access, prefetches included), run on 1, 2 and 3 threads, and must agree with
+ * the interpreter within the conformance tolerance and be bit-identical across the thread
+ * counts.
  */
 #include <stdbool.h>
 #include <stdio.h>
@@ -59,7 +60,8 @@ static void free_snapshot(const Graph *g, float **copy)
 static void check_backend(TestCompile *t, TestData *d, Backend backend, uint32_t lanes,
                           const char *name)
 {
-    KernelOptions opt = {.backend = backend, .vector_lanes = lanes};
+    KernelOptions opt = {
+        .backend = backend, .vector_lanes = lanes, .bounds_checks = backend == BACKEND_C};
     opt.passes.disabled = true;
     Compiled code;
     if (driver_compile_graph(&t->cx, t->graph, &opt, &code) != DRIVER_OK)
