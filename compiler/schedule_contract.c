@@ -106,6 +106,22 @@ typedef struct Gemm {
  * those sums, through the epilogue). */
 typedef enum KPass { KPASS_ALL, KPASS_PARTIAL, KPASS_LAST } KPass;
 
+/* The prefetch of the next column block's first k block spread over the k loops of the
+ * whole-panel tiles: row block rb asks for rows [rb * per, (rb + 1) * per) of it, as
+ * prefetch_rows does in one burst before the tiles, but each tile for `lines` lines of them, one
+ * every `stride` terms. A burst of hundreds of prefetches stalls the core until line fill
+ * buffers free up (5% of W1k's time in the burst loop); one every few terms never waits. */
+typedef struct TilePrefetch {
+    bool on;
+    LoopExpr *base[FUSE_MAX_CONCAT_READ]; /* by segment: row k at base + k * ldb */
+    int64_t per;                          /* rows per row block */
+    int64_t lpr;                          /* lines per row of the block */
+    int64_t lines;                        /* lines per tile */
+    int64_t stride;                       /* terms between two prefetches */
+    int64_t rows;                         /* rows of the next block's first k block */
+    int64_t terms;                        /* of the pass whose tiles ask */
+} TilePrefetch;
+
 typedef struct GemmRun {
     const Gemm *g;
     uint32_t mr, nv;
@@ -127,7 +143,8 @@ typedef struct GemmRun {
                                                   abase_seg + i * lda + k */
     LoopExpr *colbase;                         /* first column of the span */
     LoopExpr *y;                               /* img_w > 0: the image row */
-    LoopExpr *rb; /* cols_outer: the row block (row reductions start at block 0) */
+    LoopExpr *rb;     /* cols_outer: the row block (row reductions start at block 0) */
+    TilePrefetch tpf; /* on: the whole-panel tiles prefetch the next column block */
     FusePoint pt[MAX_MR];
     const LoopVar *vacc[PLAN_MAX_SIDES][MAX_MR], *sacc[PLAN_MAX_SIDES][MAX_MR];
 } GemmRun;
@@ -376,6 +393,46 @@ static LoopExpr *sum_index(Sched *s, const GemmRun *r, uint32_t i, LoopExpr *col
     return ix_add(s, r->sbase, ix_addc(s, at, i * r->sum_ld + off));
 }
 
+/* This tile's share of r->tpf at term j of its k loop (the tile at column `at` of the block):
+ * line q = tile * lines + j / stride of the row block's slice, when j is a multiple of stride. */
+static void tile_prefetch(Sched *s, LoopStmt *kl, const GemmRun *r, LoopExpr *j, LoopExpr *at)
+{
+    const Gemm *g = r->g;
+    const TilePrefetch *t = &r->tpf;
+    LoopStmt *due = ls_block(s->p);
+    ls_append(s->p, kl,
+              ls_if(s->p, lx_cmp(s->p, LCMP_EQ, ix_mod(s, j, t->stride), ix_c(s, 0)), due, NULL));
+    if (t->lines * t->stride < t->terms) { /* terms past the tile's lines ask for nothing */
+        LoopStmt *mine = ls_block(s->p);
+        ls_append(s->p, due,
+                  ls_if(s->p, lx_cmp(s->p, LCMP_LT, j, ix_c(s, t->lines * t->stride)), mine, NULL));
+        due = mine;
+    }
+    int64_t nr = (int64_t)r->nv * s->vl;
+    LoopExpr *q = ix_add(s, ix_mulc(s, ix_div(s, at, nr), t->lines), ix_div(s, j, t->stride));
+    LoopExpr *row = bin(s, LOP_MIN, ix_add(s, ix_mulc(s, r->rb, t->per), ix_div(s, q, t->lpr)),
+                        ix_c(s, t->rows - 1));
+    row = sched_local(s, due, "pfr", row);
+    LoopExpr *col = ix_mulc(s, ix_mod(s, q, t->lpr), 16);
+    for (uint32_t sg = 0; sg < g->nseg; sg++) {
+        LoopStmt *in = due; /* within the segment holding the row */
+        if (g->seg[sg].k0 > 0) {
+            LoopStmt *from = ls_block(s->p);
+            LoopExpr *lo = lx_cmp(s->p, LCMP_GE, row, ix_c(s, g->seg[sg].k0));
+            ls_append(s->p, in, ls_if(s->p, lo, from, NULL));
+            in = from;
+        }
+        if (seg_end(g, sg) < t->rows) {
+            LoopStmt *below = ls_block(s->p);
+            LoopExpr *hi = lx_cmp(s->p, LCMP_LT, row, ix_c(s, seg_end(g, sg)));
+            ls_append(s->p, in, ls_if(s->p, hi, below, NULL));
+            in = below;
+        }
+        LoopExpr *at_line = ix_add(s, ix_add(s, t->base[sg], ix_mulc(s, row, g->ldb)), col);
+        ls_append(s->p, in, ls_prefetch(s->p, g->seg[sg].buf, at_line, 2));
+    }
+}
+
 /* An MR x nv tile of C at column `at` (of the span; the column is colbase + at): MR * nv
  * accumulators DECLared before the k loop (bias or 0), per k nv vector loads of B's row and MR
  * scalar loads of A broadcast, MR * nv fmas; the stores (through the epilogue) follow the loop.
@@ -445,6 +502,8 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
         }
         FUSE_ASSERT(!packed || !g->seg[j].a);
         gemm_tile_fmas(s, kl, r, kv, j, acc, bv, lanes, nv);
+        if (packed && r->tpf.on)
+            tile_prefetch(s, kl, r, ix_add(s, ix_v(s, kv), ix_mulc(s, k0, -1)), at);
     }
     if (r->pass == KPASS_PARTIAL) { /* the sums so far, for the next block */
         for (uint32_t i = 0; i < r->mr; i++)
@@ -751,6 +810,31 @@ static void prefetch_next(Sched *s, LoopStmt *block, const GemmRun *r, int64_t w
                   ix_c(s, width), mblk);
 }
 
+/* Sets r->tpf for the last (or only) pass when every row block has whole panels to spread it
+ * over; else it stays off and prefetch_next asks for the next block in one burst. */
+static void plan_tile_prefetch(Sched *s, GemmRun *r, LoopStmt *body, int64_t width, int64_t last,
+                               LoopExpr *cbk, int64_t ncb, int64_t mblk)
+{
+    const Gemm *g = r->g;
+    int64_t nr = (int64_t)r->nv * s->vl, np = last / nr;
+    int64_t upto = ncb - 1 - (last != width); /* blocks before it have a whole next one */
+    int64_t nkb = (g->k + r->kc - 1) / r->kc, terms = g->k - (nkb - 1) * r->kc;
+    TilePrefetch *t = &r->tpf;
+    if (np == 0 || upto <= 0)
+        return;
+    t->on = true;
+    t->per = (r->kc + mblk - 1) / mblk;
+    t->lpr = (width + 15) / 16;
+    t->lines = (t->per * t->lpr + np - 1) / np;
+    t->stride = terms / t->lines > 1 ? terms / t->lines : 1;
+    t->rows = r->kc;
+    t->terms = terms;
+    /* the blocks from upto on ask for block upto's rows (whole, in bounds) again */
+    LoopExpr *next = ix_mulc(s, bin(s, LOP_MIN, ix_addc(s, cbk, 1), ix_c(s, upto)), width);
+    for (uint32_t sg = 0; sg < g->nseg; sg++)
+        t->base[sg] = sched_local(s, body, "pfb", ix_add(s, r->bbase[sg], next));
+}
+
 /* The column reductions of the MR rows over this column block, unfinished, into partial[k] at
  * [block][row] (block = batch * ncb + column block, of nblocks): a reduction over all columns
  * would be split across threads, so each column block keeps its own, and finish_partials
@@ -914,13 +998,15 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
         pack_prologue(s, body, r, bt);
     else if (r->bpk)
         pack_b(s, body, r, width, last, cbk, ncb);
+    if (r->bpk && !g->pro)
+        plan_tile_prefetch(s, r, body, width, last, cbk, ncb, mblk);
     LoopExpr *row0;
     LoopStmt *rl = row_blocks(s, body, r, ix_c(s, 0), ix_c(s, mblk), bases, &row0);
     bool col_sides = g->epi && g->epi->grp->order == SIDE_TRAILING;
     epi_rows(s, r, bt, row0, rl, col_sides, width);
     if (g->pro)
         prefetch_prologue(s, rl, r, bt, mblk);
-    else if (r->bpk)
+    else if (r->bpk && !r->tpf.on)
         prefetch_next(s, rl, r, width, last, cbk, ncb, mblk);
     if (g->epi && g->img_w && !s->prepare) { /* upsamples of this image row, per channel */
         FusePoint rows[MAX_MR];

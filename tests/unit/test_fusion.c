@@ -520,6 +520,92 @@ static void k_blocks(void **state)
     }
 }
 
+/* Prefetches of the column block after this one found under `s`: in the k loops of the tiles
+ * (a loop whose body updates accumulators with fmas), and in loops of prefetches alone (a
+ * burst before the tiles). */
+static void count_prefetches(const LoopStmt *s, bool in_k_loop, int *in_tiles, int *in_bursts)
+{
+    switch (s->kind) {
+    case LOOP_FOR: {
+        const LoopStmt *b = s->loop.body;
+        bool fmas = false, only_prefetches = b->block.n > 0;
+        for (uint32_t i = 0; i < b->block.n; i++) {
+            const LoopStmt *t = b->block.stmts[i];
+            fmas = fmas || (t->kind == LOOP_ASSIGN && t->assign.value->kind == LEXPR_FMA);
+            only_prefetches = only_prefetches && t->kind == LOOP_PREFETCH;
+        }
+        *in_bursts += only_prefetches;
+        count_prefetches(b, in_k_loop || fmas, in_tiles, in_bursts);
+        return;
+    }
+    case LOOP_BLOCK:
+        for (uint32_t i = 0; i < s->block.n; i++)
+            count_prefetches(s->block.stmts[i], in_k_loop, in_tiles, in_bursts);
+        return;
+    case LOOP_IF:
+        count_prefetches(s->branch.then_body, in_k_loop, in_tiles, in_bursts);
+        if (s->branch.else_body)
+            count_prefetches(s->branch.else_body, in_k_loop, in_tiles, in_bursts);
+        return;
+    case LOOP_PREFETCH:
+        *in_tiles += in_k_loop;
+        return;
+    default:
+        return;
+    }
+}
+
+/* A 1x1 conv over many columns packs each column block for its row blocks; the next block's
+ * rows are prefetched a line every few terms from within the tiles' k loops (a burst of
+ * hundreds of prefetches before the tiles stalled the core), in bounds: the C kernels of
+ * check_numerics check every prefetch address. Whole blocks and a partial last one (23 x 45
+ * columns in blocks of 240), two batches, a concat read in place (a prefetch per part), the
+ * last k block of a longer sum (the earlier ones still prefetch in a burst). */
+static void tile_prefetch(void **state)
+{
+    (void)state;
+    static const struct {
+        Case c;
+        int parts;  /* prefetch sites per tile: one per part of B */
+        int bursts; /* loops of prefetches alone */
+    } cases[] = {
+        {{"plain",
+          G("x: f32[2,64,23,45]) -> f32[2,32,23,45]",
+            "return relu(conv2d(x, out=32, kernel=1) @c)"),
+          1, NULL},
+         1,
+         0},
+        {{"concat_parts",
+          G("a: f32[1,40,23,45], b: f32[1,24,23,45]) -> f32[1,32,23,45]",
+            "return conv2d(concat(a, b, axis=1), out=32, kernel=1) @c"),
+          1, NULL},
+         2,
+         0},
+        {{"k_blocks",
+          G("x: f32[1,300,37,29]) -> f32[1,16,37,29]", "return conv2d(x, out=16, kernel=1) @c"), 1,
+          NULL},
+         1,
+         1},
+    };
+    for (size_t i = 0; i < countof(cases); i++) {
+        const Case *c = &cases[i].c;
+        print_message("%s\n", c->name);
+        TestCompile t;
+        LoopProgram *p = schedule_counted(&t, c);
+        int in_tiles = 0, in_bursts = 0;
+        count_prefetches(p->kernels[0]->body, false, &in_tiles, &in_bursts);
+        /* the last k block's tiles: once for whole blocks, once for the partial last one */
+        if (in_tiles != 2 * cases[i].parts)
+            fail_msg("%s: %d prefetches in the tiles' k loops, want %d", c->name, in_tiles,
+                     2 * cases[i].parts);
+        if (in_bursts != cases[i].bursts)
+            fail_msg("%s: %d loops of prefetches alone, want %d", c->name, in_bursts,
+                     cases[i].bursts);
+        test_compile_free(&t);
+        check_numerics(c);
+    }
+}
+
 /* A linear's weight is packed as panels at create time and each panel swept by a chunk of row
  * blocks: 600 terms in 3 k blocks of 200 (the sums so far kept in the output), columns past
  * the whole panels, a last chunk of fewer row blocks (37 blocks of 2 rows), an epilogue
@@ -964,6 +1050,7 @@ int main(void)
         cmocka_unit_test(concat_read_in_place),
         cmocka_unit_test(input_packed_by_conv),
         cmocka_unit_test(k_blocks),
+        cmocka_unit_test(tile_prefetch),
         cmocka_unit_test(weight_panels),
         cmocka_unit_test(create_time),
         cmocka_unit_test(weight_transpose_at_create_time),
