@@ -106,20 +106,28 @@ typedef struct Gemm {
  * those sums, through the epilogue). */
 typedef enum KPass { KPASS_ALL, KPASS_PARTIAL, KPASS_LAST } KPass;
 
-/* The prefetch of the next column block's first k block spread over the k loops of the
- * whole-panel tiles: row block rb asks for rows [rb * per, (rb + 1) * per) of it, as
- * prefetch_rows does in one burst before the tiles, but each tile for `lines` lines of them, one
- * every `stride` terms. A burst of hundreds of prefetches stalls the core until line fill
- * buffers free up (5% of W1k's time in the burst loop); one every few terms never waits. */
+/* Rows [k0, k1) of what the next column block reads: row k at base + k * ld in buf. */
+typedef struct PrefetchRows {
+    const LoopBuffer *buf;
+    LoopExpr *base;
+    int64_t ld, k0, k1;
+} PrefetchRows;
+
+/* The prefetch of the next column block's first k block (of B, or of the prologue's operands)
+ * spread over the k loops of the whole-panel tiles: row block rb asks for rows
+ * [rb * per, (rb + 1) * per) of it, as prefetch_rows does in one burst before the tiles, but
+ * each tile for `lines` lines of them, one every `stride` terms. A burst of hundreds of
+ * prefetches stalls the core until line fill buffers free up (5% of W1k's time in the burst
+ * loop); one every few terms never waits. */
 typedef struct TilePrefetch {
-    bool on;
-    LoopExpr *base[FUSE_MAX_CONCAT_READ]; /* by segment: row k at base + k * ldb */
-    int64_t per;                          /* rows per row block */
-    int64_t lpr;                          /* lines per row of the block */
-    int64_t lines;                        /* lines per tile */
-    int64_t stride;                       /* terms between two prefetches */
-    int64_t rows;                         /* rows of the next block's first k block */
-    int64_t terms;                        /* of the pass whose tiles ask */
+    uint32_t n; /* 0: off */
+    PrefetchRows to[FUSE_MAX_CONCAT_READ];
+    int64_t per;    /* rows per row block */
+    int64_t lpr;    /* lines per row of the block */
+    int64_t lines;  /* lines per tile */
+    int64_t stride; /* terms between two prefetches */
+    int64_t rows;   /* rows of the next block's first k block */
+    int64_t terms;  /* of the pass whose tiles ask */
 } TilePrefetch;
 
 typedef struct GemmRun {
@@ -144,7 +152,7 @@ typedef struct GemmRun {
     LoopExpr *colbase;                         /* first column of the span */
     LoopExpr *y;                               /* img_w > 0: the image row */
     LoopExpr *rb;     /* cols_outer: the row block (row reductions start at block 0) */
-    TilePrefetch tpf; /* on: the whole-panel tiles prefetch the next column block */
+    TilePrefetch tpf; /* n > 0: the whole-panel tiles prefetch the next column block */
     FusePoint pt[MAX_MR];
     const LoopVar *vacc[PLAN_MAX_SIDES][MAX_MR], *sacc[PLAN_MAX_SIDES][MAX_MR];
 } GemmRun;
@@ -397,7 +405,6 @@ static LoopExpr *sum_index(Sched *s, const GemmRun *r, uint32_t i, LoopExpr *col
  * line q = tile * lines + j / stride of the row block's slice, when j is a multiple of stride. */
 static void tile_prefetch(Sched *s, LoopStmt *kl, const GemmRun *r, LoopExpr *j, LoopExpr *at)
 {
-    const Gemm *g = r->g;
     const TilePrefetch *t = &r->tpf;
     LoopStmt *due = ls_block(s->p);
     ls_append(s->p, kl,
@@ -414,22 +421,23 @@ static void tile_prefetch(Sched *s, LoopStmt *kl, const GemmRun *r, LoopExpr *j,
                         ix_c(s, t->rows - 1));
     row = sched_local(s, due, "pfr", row);
     LoopExpr *col = ix_mulc(s, ix_mod(s, q, t->lpr), 16);
-    for (uint32_t sg = 0; sg < g->nseg; sg++) {
-        LoopStmt *in = due; /* within the segment holding the row */
-        if (g->seg[sg].k0 > 0) {
+    for (uint32_t i = 0; i < t->n; i++) {
+        const PrefetchRows *to = &t->to[i];
+        LoopStmt *in = due; /* within the target holding the row */
+        if (to->k0 > 0) {
             LoopStmt *from = ls_block(s->p);
-            LoopExpr *lo = lx_cmp(s->p, LCMP_GE, row, ix_c(s, g->seg[sg].k0));
+            LoopExpr *lo = lx_cmp(s->p, LCMP_GE, row, ix_c(s, to->k0));
             ls_append(s->p, in, ls_if(s->p, lo, from, NULL));
             in = from;
         }
-        if (seg_end(g, sg) < t->rows) {
+        if (to->k1 < t->rows) {
             LoopStmt *below = ls_block(s->p);
-            LoopExpr *hi = lx_cmp(s->p, LCMP_LT, row, ix_c(s, seg_end(g, sg)));
+            LoopExpr *hi = lx_cmp(s->p, LCMP_LT, row, ix_c(s, to->k1));
             ls_append(s->p, in, ls_if(s->p, hi, below, NULL));
             in = below;
         }
-        LoopExpr *at_line = ix_add(s, ix_add(s, t->base[sg], ix_mulc(s, row, g->ldb)), col);
-        ls_append(s->p, in, ls_prefetch(s->p, g->seg[sg].buf, at_line, 2));
+        LoopExpr *at_line = ix_add(s, ix_add(s, to->base, ix_mulc(s, row, to->ld)), col);
+        ls_append(s->p, in, ls_prefetch(s->p, to->buf, at_line, 2));
     }
 }
 
@@ -502,7 +510,7 @@ static void gemm_tile(Sched *s, LoopStmt *block, LoopExpr *at, uint32_t lanes, u
         }
         FUSE_ASSERT(!packed || !g->seg[j].a);
         gemm_tile_fmas(s, kl, r, kv, j, acc, bv, lanes, nv);
-        if (packed && r->tpf.on)
+        if (packed && r->tpf.n)
             tile_prefetch(s, kl, r, ix_add(s, ix_v(s, kv), ix_mulc(s, k0, -1)), at);
     }
     if (r->pass == KPASS_PARTIAL) { /* the sums so far, for the next block */
@@ -811,28 +819,46 @@ static void prefetch_next(Sched *s, LoopStmt *block, const GemmRun *r, int64_t w
 }
 
 /* Sets r->tpf for the last (or only) pass when every row block has whole panels to spread it
- * over; else it stays off and prefetch_next asks for the next block in one burst. */
-static void plan_tile_prefetch(Sched *s, GemmRun *r, LoopStmt *body, int64_t width, int64_t last,
-                               LoopExpr *cbk, int64_t ncb, int64_t mblk)
+ * over: B's rows (per part) in the next column block, or the prologue's operands at the next
+ * image row; else it stays off and prefetch_next or prefetch_prologue asks in one burst. */
+static void plan_tile_prefetch(Sched *s, GemmRun *r, LoopStmt *body, LoopExpr *bt, int64_t width,
+                               int64_t last, LoopExpr *cbk, int64_t ncb, int64_t mblk)
 {
     const Gemm *g = r->g;
     int64_t nr = (int64_t)r->nv * s->vl, np = last / nr;
     int64_t upto = ncb - 1 - (last != width); /* blocks before it have a whole next one */
     int64_t nkb = (g->k + r->kc - 1) / r->kc, terms = g->k - (nkb - 1) * r->kc;
     TilePrefetch *t = &r->tpf;
-    if (np == 0 || upto <= 0)
+    if (np == 0)
         return;
-    t->on = true;
+    if (g->pro) { /* the full-size leaves at the next image row (the last row: its own again) */
+        const Fuse *f = g->pro;
+        LoopExpr *y = bin(s, LOP_MIN, ix_addc(s, r->y, 1), ix_c(s, f->dim[2] - 1));
+        for (uint32_t i = 0; i < f->nnodes; i++) {
+            const TNode *l = f->nodes[i];
+            if (l->kind != T_LEAF || l->st[3] != 1 || l->st[1] == 0 || l->st[2] == 0)
+                continue;
+            if (t->n == FUSE_MAX_CONCAT_READ) {
+                t->n = 0;
+                return;
+            }
+            LoopExpr *row0 = ix_add(s, ix_mulc(s, bt, l->st[0]), ix_mulc(s, y, l->st[2]));
+            t->to[t->n++] = (PrefetchRows){
+                l->buf, sched_local(s, body, "pfb", ix_addc(s, row0, l->off)), l->st[1], 0, g->k};
+        }
+    } else if (upto > 0) { /* blocks from upto on ask for block upto's rows (whole) again */
+        LoopExpr *next = ix_mulc(s, bin(s, LOP_MIN, ix_addc(s, cbk, 1), ix_c(s, upto)), width);
+        for (uint32_t sg = 0; sg < g->nseg; sg++)
+            t->to[t->n++] = (PrefetchRows){
+                g->seg[sg].buf, sched_local(s, body, "pfb", ix_add(s, r->bbase[sg], next)), g->ldb,
+                g->seg[sg].k0, seg_end(g, sg)};
+    }
     t->per = (r->kc + mblk - 1) / mblk;
     t->lpr = (width + 15) / 16;
     t->lines = (t->per * t->lpr + np - 1) / np;
     t->stride = terms / t->lines > 1 ? terms / t->lines : 1;
     t->rows = r->kc;
     t->terms = terms;
-    /* the blocks from upto on ask for block upto's rows (whole, in bounds) again */
-    LoopExpr *next = ix_mulc(s, bin(s, LOP_MIN, ix_addc(s, cbk, 1), ix_c(s, upto)), width);
-    for (uint32_t sg = 0; sg < g->nseg; sg++)
-        t->base[sg] = sched_local(s, body, "pfb", ix_add(s, r->bbase[sg], next));
 }
 
 /* The column reductions of the MR rows over this column block, unfinished, into partial[k] at
@@ -998,15 +1024,15 @@ static void gemm_cols(Sched *s, const Gemm *g, GemmRun *r, uint32_t nv, int64_t 
         pack_prologue(s, body, r, bt);
     else if (r->bpk)
         pack_b(s, body, r, width, last, cbk, ncb);
-    if (r->bpk && !g->pro)
-        plan_tile_prefetch(s, r, body, width, last, cbk, ncb, mblk);
+    if (r->bpk)
+        plan_tile_prefetch(s, r, body, bt, width, last, cbk, ncb, mblk);
     LoopExpr *row0;
     LoopStmt *rl = row_blocks(s, body, r, ix_c(s, 0), ix_c(s, mblk), bases, &row0);
     bool col_sides = g->epi && g->epi->grp->order == SIDE_TRAILING;
     epi_rows(s, r, bt, row0, rl, col_sides, width);
-    if (g->pro)
+    if (g->pro && !r->tpf.n)
         prefetch_prologue(s, rl, r, bt, mblk);
-    else if (r->bpk && !r->tpf.on)
+    else if (r->bpk && !r->tpf.n)
         prefetch_next(s, rl, r, width, last, cbk, ncb, mblk);
     if (g->epi && g->img_w && !s->prepare) { /* upsamples of this image row, per channel */
         FusePoint rows[MAX_MR];
