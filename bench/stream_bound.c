@@ -8,9 +8,13 @@
  * An argument sets the input's size in MiB (128 by default); the build's own copy, built
  * without -march, runs in `ctest -R bench/stream_bound` at 4 MiB and checks what each pattern
  * wrote. Each pattern runs on 2 threads (static halves), 1 warm-up and 21 timed calls, and prints
- * the median and the minimum: read       sum 128 MiB                                      (W4's
- * pool, SE's first pass) scale      y = x * g: read 128 MiB, stream 128 MiB          (W4's second
- * pass) two_outs   a = h + g, m = h * g: read 128 MiB, stream 2 x 128 MiB  (W3 without up(l))
+ * the median and the minimum:
+ *   read       sum 128 MiB                                      (W4's pool, SE's first pass)
+ *   scale      y = x * g: read 128 MiB, stream 128 MiB          (W4's second pass)
+ *   two_outs   a = h + g, m = h * g: read 128 MiB, stream 2 x 128 MiB  (W3 without up(l))
+ *   se         read, then scale, in one call                    (W4: both passes)
+ *   se_back    the same, the scale from the end of each half back: it starts on the lines
+ *              the read left last, which may still be in L3
  * Streaming stores are the non-temporal stores fusec emits for large sweeps (AVX here, plain
  * stores where the compiler offers no AVX).
  */
@@ -30,11 +34,12 @@
 #define THREADS 2
 #define RUNS    21
 
-typedef enum { READ, SCALE, TWO_OUTS } Pattern;
+typedef enum { READ, SCALE, TWO_OUTS, SE, SE_BACK } Pattern;
 
 static int64_t elems; /* of the input, a multiple of 32 * THREADS */
 static float *in, *out0, *out1;
-static Pattern pattern;
+static Pattern pattern; /* what work() does: READ, SCALE (backward with `backward`) or TWO_OUTS */
+static int backward;
 static float sums[THREADS];
 
 static double now(void)
@@ -50,7 +55,8 @@ static void *work(void *arg)
     float sum = 0.0f;
 #ifdef __AVX__
     __m256 g = _mm256_set1_ps(1.5f), s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
-    for (int64_t i = lo; i < hi; i += 32) {
+    for (int64_t n = 0; n < hi - lo; n += 32) {
+        int64_t i = backward ? hi - 32 - n : lo + n;
         __m256 a = _mm256_load_ps(in + i), b = _mm256_load_ps(in + i + 8);
         __m256 c = _mm256_load_ps(in + i + 16), d = _mm256_load_ps(in + i + 24);
         if (pattern == READ) {
@@ -74,7 +80,8 @@ static void *work(void *arg)
     for (int k = 0; k < 8; k++)
         sum += lanes[k];
 #else
-    for (int64_t i = lo; i < hi; i++) {
+    for (int64_t n = 0; n < hi - lo; n++) {
+        int64_t i = backward ? hi - 1 - n : lo + n;
         if (pattern == READ)
             sum += in[i];
         else
@@ -93,17 +100,25 @@ static int by_value(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
+/* One pass of work() as `p` on every thread. */
+static void pass(Pattern p, int back)
+{
+    pattern = p, backward = back;
+    pthread_t th[THREADS];
+    for (int64_t i = 0; i < THREADS; i++)
+        pthread_create(&th[i], NULL, work, (void *)(size_t)i);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(th[i], NULL);
+}
+
 static void measure(Pattern p, const char *name, double mib)
 {
-    pattern = p;
     double ms[RUNS + 1];
     for (int r = 0; r <= RUNS; r++) {
         double t0 = now();
-        pthread_t th[THREADS];
-        for (int64_t i = 0; i < THREADS; i++)
-            pthread_create(&th[i], NULL, work, (void *)(size_t)i);
-        for (int i = 0; i < THREADS; i++)
-            pthread_join(th[i], NULL);
+        if (p == SE || p == SE_BACK)
+            pass(READ, 0);
+        pass(p == SE || p == SE_BACK ? SCALE : p, p == SE_BACK);
         ms[r] = (now() - t0) * 1e3;
     }
     qsort(ms + 1, RUNS, sizeof *ms, by_value); /* ms[0]: the warm-up */
@@ -147,9 +162,14 @@ int main(int argc, char **argv)
         Pattern p;
         const char *name;
         int moves; /* input sizes moved */
-    } patterns[] = {{READ, "read", 1}, {SCALE, "scale", 2}, {TWO_OUTS, "two_outs", 3}};
+    } patterns[] = {{READ, "read", 1},
+                    {SCALE, "scale", 2},
+                    {TWO_OUTS, "two_outs", 3},
+                    {SE, "se", 3},
+                    {SE_BACK, "se_back", 3}};
     int bad = 0;
-    for (int k = 0; k < 3; k++) {
+    for (size_t k = 0; k < sizeof patterns / sizeof *patterns; k++) {
+        memset(out0, 0, bytes); /* what the pattern writes, not what the last one did */
         measure(patterns[k].p, patterns[k].name, (double)(mib * patterns[k].moves));
         if (!wrote_right(patterns[k].p)) {
             fprintf(stderr, "stream_bound: %s wrote wrong values\n", patterns[k].name);
