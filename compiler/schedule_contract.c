@@ -751,6 +751,13 @@ static void pack_prologue(Sched *s, LoopStmt *block, const GemmRun *r, LoopExpr 
     fuse_unbuild(f);
 }
 
+/* Whether a prologue's leaf is a full-size operand read along image rows (channel and row
+ * strides, contiguous x): what the prefetch of the next image row asks for. */
+static bool row_leaf(const TNode *t)
+{
+    return t->kind == T_LEAF && t->st[3] == 1 && t->st[1] != 0 && t->st[2] != 0;
+}
+
 /* Software prefetch (into L2) of the prologue's full-size operands at the next image row
  * while row block rb runs: channels [rb * per, (rb + 1) * per), so that the next block's
  * rows are asked for once, spread over the row blocks (as prefetch_next does for B). */
@@ -767,7 +774,7 @@ static void prefetch_prologue(Sched *s, LoopStmt *block, const GemmRun *r, LoopE
     LoopExpr *hi = bin(s, LOP_MIN, ix_addc(s, lo, per), ix_c(s, g->k));
     for (uint32_t i = 0; i < f->nnodes; i++) {
         const TNode *t = f->nodes[i];
-        if (t->kind != T_LEAF || t->st[3] != 1 || t->st[1] == 0 || t->st[2] == 0)
+        if (!row_leaf(t))
             continue;
         LoopVar *kv = sched_ivar(s, "k");
         LoopStmt *kl = sched_for(s, then, kv, lo, hi, 1);
@@ -804,12 +811,19 @@ static void prefetch_rows(Sched *s, LoopStmt *block, const GemmRun *r, LoopExpr 
     }
 }
 
+/* The column blocks [0, result) of a batch whose next block is a whole one (of width columns;
+ * the last block has `last`). */
+static int64_t with_whole_next(int64_t width, int64_t last, int64_t ncb)
+{
+    return ncb - 1 - (last != width);
+}
+
 /* The prefetch of the last (or only) pass: the first k block of the next column block, when
  * it is a whole one of the same batch. */
 static void prefetch_next(Sched *s, LoopStmt *block, const GemmRun *r, int64_t width, int64_t last,
                           LoopExpr *cbk, int64_t ncb, int64_t mblk)
 {
-    int64_t upto = ncb - 1 - (last != width); /* blocks before it have a whole next one */
+    int64_t upto = with_whole_next(width, last, ncb);
     if (upto <= 0)
         return;
     LoopStmt *then = ls_block(s->p);
@@ -826,7 +840,7 @@ static void plan_tile_prefetch(Sched *s, GemmRun *r, LoopStmt *body, LoopExpr *b
 {
     const Gemm *g = r->g;
     int64_t nr = (int64_t)r->nv * s->vl, np = last / nr;
-    int64_t upto = ncb - 1 - (last != width); /* blocks before it have a whole next one */
+    int64_t upto = with_whole_next(width, last, ncb);
     int64_t nkb = (g->k + r->kc - 1) / r->kc, terms = g->k - (nkb - 1) * r->kc;
     TilePrefetch *t = &r->tpf;
     if (np == 0)
@@ -836,7 +850,7 @@ static void plan_tile_prefetch(Sched *s, GemmRun *r, LoopStmt *body, LoopExpr *b
         LoopExpr *y = bin(s, LOP_MIN, ix_addc(s, r->y, 1), ix_c(s, f->dim[2] - 1));
         for (uint32_t i = 0; i < f->nnodes; i++) {
             const TNode *l = f->nodes[i];
-            if (l->kind != T_LEAF || l->st[3] != 1 || l->st[1] == 0 || l->st[2] == 0)
+            if (!row_leaf(l))
                 continue;
             if (t->n == FUSE_MAX_CONCAT_READ) {
                 t->n = 0;
